@@ -1,0 +1,5 @@
+//! Passwords (bcrypt), tokens (HS256) and the extractors that put auth in handler signatures.
+
+pub mod extractor;
+pub mod password;
+pub mod token;

@@ -1,0 +1,126 @@
+//! bcrypt hashing off the HTTP workers, bounded so a sign-in flood cannot starve the server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Semaphore;
+
+use crate::domain::Password;
+use crate::error::ApiError;
+
+/// Hashes and verifies passwords. At most `concurrency` hashes run at once (one per core by
+/// default); at most `queue` more wait for a slot, and beyond that callers get 503 at once
+/// instead of piling up.
+pub struct PasswordHasher {
+    cost: u32,
+    /// Verified against when a sign-in names no known user, so that case costs the same
+    /// bcrypt work as a wrong password and cannot be told apart by timing.
+    dummy_hash: String,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    queue: usize,
+    verifications: AtomicUsize,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("cost", &self.cost)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    pub fn new(cost: u32, concurrency: usize, queue: usize) -> anyhow::Result<Self> {
+        // A well-formed hash of a random password at the configured cost. It is made at the
+        // cheapest cost and relabelled, so start-up does not pay for a full hash; verifying
+        // against it still does the full work of `cost` (and never matches).
+        let random: [u8; 16] = rand::random();
+        let cheap = bcrypt::hash(random, 4)?;
+        let dummy_hash = cheap.replacen("$04$", &format!("${cost:02}$"), 1);
+        Ok(Self {
+            cost,
+            dummy_hash,
+            slots: Semaphore::new(concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+            queue,
+            verifications: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hashes a new password (never truncated: `Password` is at most 72 bytes).
+    pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
+        let cost = self.cost;
+        self.run(move || bcrypt::non_truncating_hash(password.expose(), cost))
+            .await?
+            .map_err(ApiError::internal)
+    }
+
+    /// Checks a password against a stored hash, or against the dummy hash when there is none.
+    /// Returns false for an unknown user, a wrong password or an unreadable stored hash.
+    pub async fn verify(&self, password: Password, hash: Option<String>) -> Result<bool, ApiError> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ok = self
+            .run(move || bcrypt::non_truncating_verify(password.expose(), &hash))
+            .await?
+            .unwrap_or_else(|_| {
+                log::warn!("a stored password hash could not be read; sign-in refused");
+                false
+            });
+        Ok(known && ok)
+    }
+
+    /// How many verifications have run (the timing-equality tests count them).
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Hashes waiting for a slot now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = match self.slots.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                let waiting = WaitGuard::enter(&self.waiting);
+                if waiting.position > self.queue {
+                    return Err(ApiError::ServiceUnavailable(
+                        "Server is busy, try again shortly".into(),
+                    ));
+                }
+                self.slots.acquire().await.map_err(ApiError::internal)?
+            }
+        };
+        let out = actix_web::web::block(work)
+            .await
+            .map_err(ApiError::internal)?;
+        drop(permit);
+        Ok(out)
+    }
+}
+
+/// Counts a waiter for as long as it waits, even if its request is dropped.
+struct WaitGuard<'a> {
+    counter: &'a AtomicUsize,
+    position: usize,
+}
+
+impl<'a> WaitGuard<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let position = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        Self { counter, position }
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}

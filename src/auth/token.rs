@@ -1,0 +1,165 @@
+//! HS256 tokens with the engine's claims `{id, scope, iat, exp}`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jwt_simple::JWTError;
+use jwt_simple::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Clock skew forgiven when checking `exp`, `nbf` and `iat` (jwt-simple's default is 15 minutes,
+/// far too lenient for expiry enforced "to the second").
+pub const TIME_TOLERANCE_SECS: u64 = 5;
+/// Longer tokens are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserClaims {
+    pub id: String,
+    pub scope: Vec<String>,
+}
+
+/// Why a token was refused; the two cases the API tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Invalid,
+}
+
+/// The server's notion of now, in seconds since the epoch. It can be moved (test fixtures
+/// use this to expire tokens without waiting).
+#[derive(Debug, Default)]
+pub struct ServerClock {
+    offset_secs: AtomicI64,
+}
+
+impl ServerClock {
+    pub fn now(&self) -> u64 {
+        let real = Clock::now_since_epoch().as_secs() as i64;
+        (real + self.offset_secs.load(Ordering::Relaxed)).max(0) as u64
+    }
+    pub fn set_offset(&self, secs: i64) {
+        self.offset_secs.store(secs, Ordering::Relaxed);
+    }
+    pub fn offset(&self) -> i64 {
+        self.offset_secs.load(Ordering::Relaxed)
+    }
+}
+
+pub struct TokenService {
+    key: HS256Key,
+    lifetime_secs: u64,
+    pub clock: ServerClock,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("key", &"[redacted]")
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish()
+    }
+}
+
+impl TokenService {
+    /// `secret`'s bytes are the HMAC key, as Node's `jsonwebtoken` uses a string secret.
+    pub fn new(secret: &[u8], lifetime_secs: u64) -> Self {
+        Self {
+            key: HS256Key::from_bytes(secret),
+            lifetime_secs,
+            clock: ServerClock::default(),
+        }
+    }
+
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime_secs
+    }
+
+    /// Issues a token valid for the configured lifetime.
+    pub fn issue(&self, id: &str, scope: &[String]) -> anyhow::Result<String> {
+        self.issue_for(id, scope, self.lifetime_secs)
+    }
+
+    /// Issues a token valid for `lifetime_secs` from the server's now.
+    pub fn issue_for(
+        &self,
+        id: &str,
+        scope: &[String],
+        lifetime_secs: u64,
+    ) -> anyhow::Result<String> {
+        let now = Duration::from_secs(self.clock.now());
+        let mut claims = Claims::with_custom_claims(
+            UserClaims {
+                id: id.to_owned(),
+                scope: scope.to_vec(),
+            },
+            Duration::from_secs(lifetime_secs),
+        );
+        claims.issued_at = Some(now);
+        claims.invalid_before = Some(now);
+        claims.expires_at = Some(now + Duration::from_secs(lifetime_secs));
+        self.key.authenticate(claims)
+    }
+
+    /// Verifies signature, algorithm (HS256 only) and times; `exp` is required.
+    pub fn verify(&self, token: &str) -> Result<JWTClaims<UserClaims>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let options = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(TIME_TOLERANCE_SECS)),
+            max_token_length: Some(MAX_TOKEN_BYTES),
+            max_header_length: Some(MAX_TOKEN_BYTES),
+            artificial_time: Some(Duration::from_secs(self.clock.now())),
+            accept_future: false,
+            ..Default::default()
+        };
+        match self.key.verify_token::<UserClaims>(token, Some(options)) {
+            Ok(claims) if claims.expires_at.is_some() => Ok(claims),
+            Ok(_) => Err(TokenError::Invalid),
+            Err(e) => match e.downcast_ref::<JWTError>() {
+                Some(JWTError::TokenHasExpired) => Err(TokenError::Expired),
+                _ => Err(TokenError::Invalid),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> TokenService {
+        TokenService::new(b"a-test-secret-of-enough-length", 3600)
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_engine_claims() {
+        let s = service();
+        let token = s
+            .issue("5c88c7cc04a917256c726c3d", &["user".into()])
+            .expect("issue");
+        let claims = s.verify(&token).expect("valid");
+        assert_eq!(claims.custom.id, "5c88c7cc04a917256c726c3d");
+        assert_eq!(claims.custom.scope, vec!["user".to_string()]);
+        let iat = claims.issued_at.expect("iat").as_secs();
+        let exp = claims.expires_at.expect("exp").as_secs();
+        assert_eq!(exp - iat, 3600);
+    }
+
+    #[test]
+    fn expiry_is_enforced_within_the_tolerance_not_minutes() {
+        let s = service();
+        let token = s.issue("5c88c7cc04a917256c726c3d", &[]).expect("issue");
+        s.clock.set_offset(3600 + TIME_TOLERANCE_SECS as i64 - 1);
+        assert!(s.verify(&token).is_ok());
+        s.clock.set_offset(3600 + TIME_TOLERANCE_SECS as i64 + 2);
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_invalid() {
+        let other = TokenService::new(b"another-secret-entirely", 3600);
+        let token = other.issue("5c88c7cc04a917256c726c3d", &[]).expect("issue");
+        assert_eq!(service().verify(&token).unwrap_err(), TokenError::Invalid);
+    }
+}

@@ -1,0 +1,114 @@
+//! Request bodies as hapi reads them: JSON (also when no content type is given, hapi's
+//! default) or URL-encoded forms, at most 64 KiB, always a JSON object for the handler.
+
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::domain::Object;
+use crate::error::ApiError;
+
+/// The largest body accepted; larger ones are refused with 413 before they are read whole.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request body that is a JSON object.
+#[derive(Debug)]
+pub struct JsonObject(pub Object);
+
+enum Kind {
+    Json,
+    Form,
+}
+
+fn kind(req: &HttpRequest) -> Result<Kind, ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(Kind::Json);
+    };
+    let text = value.to_str().map_err(|_| ApiError::UnsupportedMediaType)?;
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Kind::Json),
+        "application/x-www-form-urlencoded" => Ok(Kind::Form),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(Kind::Json),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+async fn read_limited(req: HttpRequest, mut payload: Payload) -> Result<JsonObject, ApiError> {
+    let kind = kind(&req)?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("Invalid request payload: {e}").into()))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value = if body.iter().all(u8::is_ascii_whitespace) {
+        // An empty body is an empty object, so the error names the first missing field.
+        Value::Object(Object::new())
+    } else {
+        match kind {
+            Kind::Json => serde_json::from_slice(&body)
+                .map_err(|_| ApiError::BadRequest("Invalid request payload JSON format".into()))?,
+            // `curl -d '{…}'` labels JSON as a form; read it as the JSON it plainly is.
+            Kind::Form if body.trim_ascii_start().starts_with(b"{") => {
+                serde_json::from_slice(&body).map_err(|_| {
+                    ApiError::BadRequest("Invalid request payload JSON format".into())
+                })?
+            }
+            Kind::Form => {
+                let pairs: Vec<(String, String)> = serde_urlencoded_pairs(&body)?;
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                )
+            }
+        }
+    };
+    match value {
+        Value::Object(map) => Ok(JsonObject(map)),
+        _ => Err(ApiError::Validation {
+            message: "\"value\" must be of type object".into(),
+            field: None,
+        }),
+    }
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    web::Query::<Vec<(String, String)>>::from_query(
+        std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("Invalid request payload".into()))?,
+    )
+    .map(web::Query::into_inner)
+    .map_err(|_| ApiError::BadRequest("Invalid request payload".into()))
+}
+
+impl FromRequest for JsonObject {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        Box::pin(read_limited(req.clone(), payload.take()))
+    }
+}

@@ -1,0 +1,315 @@
+//! Validated values: a handler never sees an unchecked username, email, password or id.
+//!
+//! Error messages follow Joi's wording, as the real engine (hapi + Joi) answers.
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// bcrypt reads at most 72 bytes; longer passwords are refused rather than silently cut.
+pub const PASSWORD_MAX_BYTES: usize = 72;
+pub const PASSWORD_MIN_CHARS: usize = 5;
+const NAME_MAX_CHARS: usize = 254;
+
+/// A JSON object body, from which fields are taken one by one.
+pub type Object = Map<String, Value>;
+
+/// An optional string field: absent is `None`; present it must be a non-empty string.
+pub fn optional_str<'a>(body: &'a Object, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(ApiError::field(
+            field,
+            format!("\"{field}\" is not allowed to be empty"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::field(
+            field,
+            format!("\"{field}\" must be a string"),
+        )),
+    }
+}
+
+/// A required, non-empty string field.
+pub fn required_str<'a>(body: &'a Object, field: &str) -> Result<&'a str, ApiError> {
+    optional_str(body, field)?
+        .ok_or_else(|| ApiError::field(field, format!("\"{field}\" is required")))
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim() != value {
+        return Err(ApiError::field(
+            field,
+            format!("\"{field}\" must not have leading or trailing whitespace"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            format!("\"{field}\" must not contain control characters"),
+        ));
+    }
+    if value.chars().count() > NAME_MAX_CHARS {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "\"{field}\" length must be less than or equal to {NAME_MAX_CHARS} characters long"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A username: any non-empty text without surrounding whitespace or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        if value.is_empty() {
+            return Err(ApiError::field(
+                "username",
+                "\"username\" is not allowed to be empty",
+            ));
+        }
+        check_name("username", value)?;
+        Ok(Self(value.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address of the plain `local@domain.tld` form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        check_name("email", value)?;
+        if !looks_like_email(value) {
+            return Err(ApiError::field("email", "\"email\" must be a valid email"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn looks_like_email(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains(|c: char| c.is_whitespace() || c == '@')
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// A plain-text password on its way to bcrypt. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+impl Password {
+    /// A new password: at least 5 characters and at most 72 bytes.
+    pub fn parse_new(field: &str, value: &str) -> Result<Self, ApiError> {
+        if value.chars().count() < PASSWORD_MIN_CHARS {
+            return Err(ApiError::field(
+                field,
+                format!("\"{field}\" length must be at least {PASSWORD_MIN_CHARS} characters long"),
+            ));
+        }
+        Self::parse_existing(field, value)
+    }
+
+    /// A password offered at sign-in: only the bcrypt limit applies (older or imported
+    /// passwords may be shorter than today's minimum).
+    pub fn parse_existing(field: &str, value: &str) -> Result<Self, ApiError> {
+        if value.len() > PASSWORD_MAX_BYTES {
+            return Err(ApiError::field(
+                field,
+                format!(
+                    "\"{field}\" must be at most {PASSWORD_MAX_BYTES} bytes long (the bcrypt limit)"
+                ),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user id: 24 lowercase hex characters laid out as a MongoDB ObjectId.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Parses an id; upper-case hex is accepted and kept in lower case.
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        if value.len() == 24 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(value.to_ascii_lowercase()))
+        } else {
+            Err(ApiError::BadRequest(
+                "Invalid id: expected 24 hexadecimal characters".into(),
+            ))
+        }
+    }
+
+    /// A fresh ObjectId: 4-byte big-endian seconds, 5 random bytes fixed per process,
+    /// 3-byte counter starting at a random value.
+    pub fn generate() -> Self {
+        static PROCESS: OnceLock<[u8; 5]> = OnceLock::new();
+        static COUNTER: OnceLock<AtomicU32> = OnceLock::new();
+        let process = PROCESS.get_or_init(rand::random);
+        let counter = COUNTER
+            .get_or_init(|| AtomicU32::new(rand::random::<u32>() & 0x00ff_ffff))
+            .fetch_add(1, Ordering::Relaxed)
+            & 0x00ff_ffff;
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as u32;
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&secs.to_be_bytes());
+        bytes[4..9].copy_from_slice(process);
+        bytes[9..].copy_from_slice(&counter.to_be_bytes()[1..]);
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_24_lowercase_hex_and_distinct() {
+        let a = UserId::generate();
+        let b = UserId::generate();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert_eq!(id.as_str().len(), 24);
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            );
+        }
+        // The first four bytes are the creation time in seconds.
+        let secs = u32::from_str_radix(&a.as_str()[..8], 16).expect("hex");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as u32;
+        assert!(now.abs_diff(secs) <= 2);
+        // Consecutive ids share the process bytes and differ in the counter.
+        assert_eq!(a.as_str()[8..18], b.as_str()[8..18]);
+    }
+
+    #[test]
+    fn ids_parse_only_from_24_hex_characters() {
+        assert!(UserId::parse("5c88c7cc04a917256c726c3d").is_ok());
+        assert_eq!(
+            UserId::parse("5C88C7CC04A917256C726C3D")
+                .expect("upper case")
+                .as_str(),
+            "5c88c7cc04a917256c726c3d"
+        );
+        assert!(UserId::parse("5c88c7cc04a917256c726c3").is_err());
+        assert!(UserId::parse("5c88c7cc04a917256c726c3g").is_err());
+        assert!(UserId::parse("../../etc/passwd00000000").is_err());
+    }
+
+    #[test]
+    fn emails_must_look_like_emails() {
+        for ok in ["abc@example.com", "a.b+c@sub.example.co", "x@b-c.io"] {
+            assert!(Email::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "abc",
+            "abc@",
+            "@example.com",
+            "a@localhost",
+            "a b@example.com",
+            " a@example.com",
+            "a@example..com",
+            "a@-x.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_bounded_by_characters_and_bcrypt_bytes() {
+        assert!(Password::parse_new("password", "abcd").is_err());
+        assert!(Password::parse_new("password", "abc321").is_ok());
+        assert!(Password::parse_new("password", &"x".repeat(72)).is_ok());
+        assert!(Password::parse_new("password", &"x".repeat(73)).is_err());
+        // 25 three-byte characters are 75 bytes: over bcrypt's limit though only 25 chars.
+        assert!(Password::parse_new("password", &"€".repeat(25)).is_err());
+        assert!(
+            !format!(
+                "{:?}",
+                Password::parse_new("password", "sekret-pw").expect("ok")
+            )
+            .contains("sekret")
+        );
+    }
+
+    #[test]
+    fn usernames_refuse_surrounding_whitespace_and_control_characters() {
+        assert!(Username::parse("abc@example.com").is_ok());
+        assert!(Username::parse(" abc").is_err());
+        assert!(Username::parse("abc\n").is_err());
+        assert!(Username::parse("a\u{0}b").is_err());
+        assert!(Username::parse("").is_err());
+    }
+
+    #[test]
+    fn fields_must_be_present_non_empty_strings() {
+        let body: Object =
+            serde_json::from_str(r#"{"a": "x", "b": "", "c": 5, "d": null}"#).expect("json");
+        assert_eq!(required_str(&body, "a").expect("a"), "x");
+        let msg = |r: Result<&str, ApiError>| r.expect_err("must fail").to_string();
+        assert_eq!(
+            msg(required_str(&body, "b")),
+            "\"b\" is not allowed to be empty"
+        );
+        assert_eq!(msg(required_str(&body, "c")), "\"c\" must be a string");
+        assert_eq!(msg(required_str(&body, "d")), "\"d\" must be a string");
+        assert_eq!(msg(required_str(&body, "e")), "\"e\" is required");
+    }
+}

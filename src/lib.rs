@@ -1,0 +1,13 @@
+//! appmixer-auth: the Appmixer user and authentication API in one binary.
+//!
+//! [`startup::Application::build`] makes the whole server from [`settings::Settings`], so a
+//! test can start the real thing on port 0.
+
+pub mod auth;
+pub mod body;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod settings;
+pub mod startup;

@@ -1,0 +1,31 @@
+//! The version route and the answers for unknown routes and methods.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::json_ok;
+use crate::startup::AppState;
+
+/// `GET /`: the engine's version, which the SDK compares with its own.
+pub async fn version(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    json_ok(&json!({ "version": state.settings.tenant.version }))
+}
+
+/// Any path no route serves.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not Found".into()))
+}
+
+/// A known path asked with a method it does not serve; `Allow` lists the ones it does.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn() -> std::future::Ready<HttpResponse> + Clone {
+    move || {
+        let mut res = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+        res.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        std::future::ready(res)
+    }
+}

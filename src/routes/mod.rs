@@ -1,0 +1,21 @@
+//! HTTP routes, one file per resource.
+
+pub mod meta;
+pub mod user;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{self, HeaderValue};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// A 200 JSON answer with the engine's content type.
+pub fn json_ok(body: &impl Serialize) -> Result<HttpResponse, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        ))
+        .body(bytes))
+}

@@ -1,0 +1,128 @@
+//! `/user`: sign in, create a user, read the current user.
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::auth::extractor::{AuthUser, INSUFFICIENT_SCOPE, MISSING_AUTH, MaybeAuthUser};
+use crate::body::JsonObject;
+use crate::db::{self, users};
+use crate::domain::{Email, Password, UserId, Username, optional_str, required_str};
+use crate::error::ApiError;
+use crate::routes::json_ok;
+use crate::startup::AppState;
+
+/// One answer for unknown users and wrong passwords alike, so neither can be told apart.
+pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+
+/// `POST /user/auth`: `password` and `username` or `email` → `{user, token}`.
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let username = optional_str(&body, "username")?.map(str::to_owned);
+    let email = optional_str(&body, "email")?.map(str::to_owned);
+    if username.is_none() && email.is_none() {
+        return Err(ApiError::Validation {
+            message: "\"value\" must contain at least one of [username, email]".into(),
+            field: Some("username".into()),
+        });
+    }
+    let password = Password::parse_existing("password", required_str(&body, "password")?)?;
+
+    // `username` wins when both are given (decided; the engine's rule is not public).
+    let user = db::run(&state.pool, move |conn| match (username, email) {
+        (Some(u), _) => users::find_by_username(conn, &u),
+        (None, Some(e)) => users::find_by_email(conn, &e),
+        (None, None) => Ok(None),
+    })
+    .await?;
+    let hash = user.as_ref().map(|u| u.password_hash.0.clone());
+    // Unknown users are verified against a dummy hash: the same work, the same time.
+    let ok = state.hasher.verify(password, hash).await?;
+    let user = match user {
+        Some(user) if ok => user,
+        _ => return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into())),
+    };
+    let token = state
+        .tokens
+        .issue(user.id.as_str(), &user.scope)
+        .map_err(ApiError::internal)?;
+    json_ok(&json!({ "user": user.public(), "token": token }))
+}
+
+/// `POST /user`: `username`, `email`, `password`, optional `metadata` → `{token, user}`.
+pub async fn create(
+    state: web::Data<AppState>,
+    MaybeAuthUser(caller): MaybeAuthUser,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let needed = &state.settings.tenant.api_user_create_scope;
+    if !needed.is_empty() {
+        match &caller {
+            None => return Err(ApiError::Unauthorized(MISSING_AUTH.into())),
+            Some(c) if !c.has_any_scope(needed) => {
+                return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
+            }
+            Some(_) => {}
+        }
+    }
+    let username = Username::parse(required_str(&body, "username")?)?;
+    let email = Email::parse(required_str(&body, "email")?)?;
+    let password = Password::parse_new("password", required_str(&body, "password")?)?;
+    let metadata = match body.get("metadata") {
+        None => json!({}),
+        Some(m @ Value::Object(_)) => m.clone(),
+        Some(_) => {
+            return Err(ApiError::field(
+                "metadata",
+                "\"metadata\" must be of type object",
+            ));
+        }
+    };
+
+    // Refuse a taken name before paying for a hash; the unique indexes still decide races.
+    let (u, e) = (username.clone(), email.clone());
+    if let Some(conflict) = db::run(&state.pool, move |conn| {
+        users::taken(conn, u.as_str(), e.as_str())
+    })
+    .await?
+    {
+        return Err(conflict);
+    }
+    let hash = state.hasher.hash(password).await?;
+    let now = users::now_ms();
+    let user = users::User {
+        id: UserId::generate(),
+        username: username.as_str().to_owned(),
+        email: email.as_str().to_owned(),
+        password_hash: users::PasswordHash(hash),
+        is_active: false,
+        scope: vec!["user".to_owned()],
+        plan: "free".to_owned(),
+        vendor: state.settings.tenant.default_user_vendor.clone(),
+        metadata,
+        created: now,
+        mtime: now,
+    };
+    let user = db::run(&state.pool, move |conn| {
+        users::insert(conn, &user)?;
+        Ok(user)
+    })
+    .await?;
+    let token = state
+        .tokens
+        .issue(user.id.as_str(), &user.scope)
+        .map_err(ApiError::internal)?;
+    json_ok(&json!({ "token": token, "user": user.public() }))
+}
+
+/// `GET /user`: the caller's own user.
+pub async fn current(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let user = db::run(&state.pool, move |conn| users::find_by_id(conn, &caller.id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+    json_ok(&user.public())
+}

@@ -1,0 +1,442 @@
+//! Settings: built-in defaults < the TOML file < `APPMIXER_*` environment < command-line flags.
+//!
+//! Every field's `///` comment is the configuration reference; `appmixer.toml` repeats it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The file read when neither `--config` nor `APPMIXER_CONFIG` names one.
+pub const DEFAULT_CONFIG_FILE: &str = "appmixer.toml";
+
+/// jwt-simple refuses HMAC keys shorter than this.
+pub const MIN_SECRET_BYTES: usize = 12;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub tenant: TenantSettings,
+    pub cors: CorsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on. `0.0.0.0` listens on every interface.
+    pub host: String,
+    /// TCP port; 0 picks a free one (the `listening on` line tells which).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 2200,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// SQLite file, created (mode 0600) if missing. `:memory:` keeps everything in memory.
+    pub path: String,
+    /// Most pooled connections to the file.
+    pub pool_size: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            path: "appmixer.db".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn is_memory(&self) -> bool {
+        self.path == ":memory:"
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Token lifetime in the engine's timespan syntax: `30d`, `12h`, `90m`, `45s` or seconds.
+    pub token_expiration: Timespan,
+    /// bcrypt cost for new password hashes (4 to 31; below 10 is for tests only).
+    pub bcrypt_cost: u32,
+    /// HMAC secret for HS256 tokens (its UTF-8 bytes are the key). Unset: one is generated
+    /// once and kept in the database, so tokens survive restarts.
+    pub jwt_secret: Option<Secret>,
+    /// Password hashes computed at once; 0 means one per CPU core.
+    pub hash_concurrency: usize,
+    /// Sign-ins and sign-ups that may wait for a hashing slot before the server answers 503.
+    pub hash_queue: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_expiration: Timespan(30 * 24 * 3600),
+            bcrypt_cost: 10,
+            jwt_secret: None,
+            hash_concurrency: 0,
+            hash_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    /// Version reported by `GET /`; the SDK warns when major.minor differs from its own.
+    pub version: String,
+    /// Scopes allowed to call `POST /user` (the engine's `API_USER_CREATE_SCOPE`). Empty: open.
+    #[serde(deserialize_with = "string_or_list")]
+    pub api_user_create_scope: Vec<String>,
+    /// `vendor` of newly created users.
+    pub default_user_vendor: Option<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            version: "6.3.0".into(),
+            api_user_create_scope: Vec::new(),
+            default_user_vendor: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Origins allowed to call the API from a browser, e.g. `["https://app.example.com"]`;
+    /// `["*"]` allows any origin (the request's `Origin` is echoed back).
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl CorsSettings {
+    pub fn allows_any(&self) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*")
+    }
+}
+
+/// A secret string: its `Debug` and `Serialize` never show the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// A duration in whole seconds, written as `30d`, `12h`, `90m`, `45s`, `2w` or plain seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timespan(pub u64);
+
+impl Timespan {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is not a timespan (like 30d, 12h, 90m or 3600)"))?;
+        let per = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            "w" | "week" | "weeks" => 7 * 86_400,
+            "y" | "year" | "years" => 365 * 86_400,
+            other => return Err(format!("unknown unit `{other}` in timespan `{text}`")),
+        };
+        n.checked_mul(per)
+            .map(Timespan)
+            .ok_or_else(|| format!("timespan `{text}` is too long"))
+    }
+}
+
+impl Serialize for Timespan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timespan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a timespan such as \"30d\", \"12h\" or 3600")
+        })? {
+            Raw::Int(n) => u64::try_from(n)
+                .map(Timespan)
+                .map_err(|_| serde::de::Error::custom("a timespan cannot be negative")),
+            Raw::Text(t) => Timespan::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Accepts `["a", "b"]` or the engine's comma-separated `"a,b"`.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let raw = Raw::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a list of strings or \"a,b\""))?;
+    let items = match raw {
+        Raw::List(v) => v,
+        Raw::Text(t) => t.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub db: Option<String>,
+}
+
+/// Where the settings file comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigFile {
+    /// `./appmixer.toml`: fine if it is missing.
+    Default,
+    /// Named by `--config` or `APPMIXER_CONFIG`: must exist.
+    Named(PathBuf),
+}
+
+impl ConfigFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigFile::Default => Path::new(DEFAULT_CONFIG_FILE),
+            ConfigFile::Named(p) => p,
+        }
+    }
+}
+
+impl Settings {
+    /// The figment behind the settings (kept so `config` can tell where a value came from).
+    pub fn figment(file: &ConfigFile, overrides: &Overrides) -> Result<Figment, String> {
+        if let ConfigFile::Named(path) = file
+            && !path.is_file()
+        {
+            return Err(format!(
+                "settings file {} does not exist (named by --config or APPMIXER_CONFIG)",
+                path.display()
+            ));
+        }
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        // The default file may be missing; figment's `Toml::file` would also search parent
+        // directories, which would surprise, so the file is only read where it was named.
+        if file.path().is_file() {
+            fig = fig.merge(Toml::file_exact(file.path()));
+        }
+        fig = fig.merge(Env::prefixed("APPMIXER_").split("__").ignore(&["config"]));
+        if let Some(host) = &overrides.host {
+            fig = fig.merge(Serialized::default("server.host", host));
+        }
+        if let Some(port) = overrides.port {
+            fig = fig.merge(Serialized::default("server.port", port));
+        }
+        if let Some(db) = &overrides.db {
+            fig = fig.merge(Serialized::default("database.path", db));
+        }
+        Ok(fig)
+    }
+
+    /// Loads and validates the settings; the error names the offending key.
+    pub fn load(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, String> {
+        let settings: Settings = Self::figment(file, overrides)?
+            .extract()
+            .map_err(|e| format!("invalid settings: {}", describe_figment_error(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot; each message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server.host.trim().is_empty() {
+            return Err("server.host must not be empty".into());
+        }
+        if self.database.path.trim().is_empty() {
+            return Err("database.path must not be empty".into());
+        }
+        if self.database.pool_size == 0 {
+            return Err("database.pool_size must be at least 1".into());
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(format!(
+                "auth.bcrypt_cost must be between 4 and 31, not {}",
+                self.auth.bcrypt_cost
+            ));
+        }
+        if self.auth.token_expiration.0 == 0 {
+            return Err("auth.token_expiration must be longer than 0 seconds".into());
+        }
+        if self.auth.token_expiration.0 > 100 * 365 * 86_400 {
+            return Err("auth.token_expiration must be at most 100 years".into());
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose().is_empty()
+        {
+            return Err(
+                "auth.jwt_secret must not be empty (leave it unset to generate one)".into(),
+            );
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose().len() < MIN_SECRET_BYTES
+        {
+            return Err(format!(
+                "auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes (32 or more is better)"
+            ));
+        }
+        if self.auth.hash_queue == 0 {
+            return Err("auth.hash_queue must be at least 1".into());
+        }
+        if !is_version(&self.tenant.version) {
+            return Err(format!(
+                "tenant.version must look like 6.3.0, not `{}`",
+                self.tenant.version
+            ));
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && !is_origin(origin) {
+                return Err(format!(
+                    "cors.allowed_origins: `{origin}` is not an origin like https://app.example.com or \"*\""
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hash slots: the setting, or the number of cores.
+    pub fn hash_concurrency(&self) -> usize {
+        match self.auth.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        }
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    // figment's own text already names the key and the file or variable it came from.
+    e.to_string()
+}
+
+fn is_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_origin(o: &str) -> bool {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"));
+    matches!(rest, Some(host) if !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timespans_in_the_engine_syntax_parse_to_seconds() {
+        assert_eq!(Timespan::parse("30d"), Ok(Timespan(2_592_000)));
+        assert_eq!(Timespan::parse("12h"), Ok(Timespan(43_200)));
+        assert_eq!(Timespan::parse("90m"), Ok(Timespan(5_400)));
+        assert_eq!(Timespan::parse("3600"), Ok(Timespan(3_600)));
+        assert_eq!(Timespan::parse("2 weeks"), Ok(Timespan(1_209_600)));
+        assert!(Timespan::parse("").is_err());
+        assert!(Timespan::parse("d").is_err());
+        assert!(Timespan::parse("10 parsecs").is_err());
+        assert!(Timespan::parse("99999999999999999999y").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_serialize() {
+        let s = Secret::new("hunter2-super-secret");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(
+            !serde_json::to_string(&s)
+                .expect("serializes")
+                .contains("hunter2")
+        );
+        let mut settings = Settings::default();
+        settings.auth.jwt_secret = Some(s);
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let mut s = Settings::default();
+        s.auth.bcrypt_cost = 3;
+        assert!(s.validate().unwrap_err().contains("auth.bcrypt_cost"));
+        let mut s = Settings::default();
+        s.tenant.version = "six".into();
+        assert!(s.validate().unwrap_err().contains("tenant.version"));
+        let mut s = Settings::default();
+        s.cors.allowed_origins = vec!["example.com".into()];
+        assert!(s.validate().unwrap_err().contains("cors.allowed_origins"));
+        assert!(Settings::default().validate().is_ok());
+    }
+}

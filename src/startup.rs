@@ -1,0 +1,212 @@
+//! Builds the whole server from `Settings`: state, routes, middleware, listener.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::{Logger, Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::token::TokenService;
+use crate::db;
+use crate::error::{INTERNAL_MESSAGE, boom_json};
+use crate::routes::{meta, user};
+use crate::settings::Settings;
+
+/// What every request can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: db::Pool,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+}
+
+impl AppState {
+    /// Opens the database and prepares keys and hashing; no socket yet.
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::open(&settings.database)?;
+        let secret = match &settings.auth.jwt_secret {
+            Some(s) => s.expose().to_owned(),
+            None => db::stored_jwt_secret(&*pool.get()?)?,
+        };
+        let tokens = TokenService::new(secret.as_bytes(), settings.auth.token_expiration.0);
+        let hasher = PasswordHasher::new(
+            settings.auth.bcrypt_cost,
+            settings.hash_concurrency(),
+            settings.auth.hash_queue,
+        )?;
+        if settings.auth.bcrypt_cost < 10 {
+            log::warn!(
+                "auth.bcrypt_cost is {}: fine for tests, too weak for real passwords (use 10 or more)",
+                settings.auth.bcrypt_cost
+            );
+        }
+        Ok(Self {
+            settings,
+            pool,
+            tokens,
+            hasher,
+        })
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    host: String,
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let host = settings.server.host.clone();
+        let listener = TcpListener::bind((host.as_str(), settings.server.port))
+            .with_context(|| format!("cannot listen on {host}:{}", settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.server.workers;
+        let state = web::Data::new(AppState::new(settings)?);
+        let data = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes)
+                .default_service(web::to(meta::not_found))
+                .wrap(cors(&data.settings))
+                .wrap(
+                    Logger::new("%{method}xi %U %s %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .wrap(from_fn(boom_everything))
+        })
+        // Slow or silent clients are cut off instead of holding a connection forever.
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
+        .shutdown_timeout(10)
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            host,
+            port,
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://HOST:PORT` with the real port.
+    pub fn url(&self) -> String {
+        if self.host.contains(':') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the server (gracefully or not).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (finishing requests in flight, at most 10 s) or `handle().stop()`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(meta::version))
+            .default_service(web::to(meta::method_not_allowed("GET, HEAD"))),
+    )
+    .service(
+        web::resource("/user")
+            .route(web::get().to(user::current))
+            .route(web::post().to(user::create))
+            .default_service(web::to(meta::method_not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource("/user/auth")
+            .route(web::post().to(user::sign_in))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
+    );
+}
+
+/// CORS as hapi's `cors: true`: the request's origin echoed, preflights for the usual headers.
+fn cors(settings: &Settings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("server-authorization"),
+        ])
+        .max_age(86_400);
+    if settings.cors.allows_any() {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in &settings.cors.allowed_origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
+}
+
+/// Last line of defence for the wire format: whatever answered with an error and no JSON body
+/// (actix-cors, actix's own extractors) is turned into a Boom payload with the same status.
+async fn boom_everything(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Errors raised by handlers and extractors, and actix-cors's refusals, arrive here as
+    // responses; nothing in this stack returns `Err`, which actix would answer in plain text.
+    let res = next.call(req).await?.map_into_boxed_body();
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(res);
+    }
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        INTERNAL_MESSAGE.to_owned()
+    } else if let Some(err) = res.response().error() {
+        err.to_string()
+    } else {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    };
+    let body = boom_json(status, &message);
+    Ok(res.map_body(|head, _| {
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        head.headers.remove(header::CONTENT_LENGTH);
+        BoxBody::new(body)
+    }))
+}
