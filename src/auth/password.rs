@@ -48,10 +48,12 @@ impl PasswordHasher {
         })
     }
 
-    /// Hashes a new password (never truncated: `Password` is at most 72 bytes).
+    /// Hashes a new password. `Password` holds at most 72 bytes, all of which bcrypt reads, so
+    /// nothing is ever cut off. (The crate's `non_truncating_*` functions refuse exactly 72
+    /// bytes because the C string's terminator would not fit; no password byte is lost then.)
     pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
         let cost = self.cost;
-        self.run(move || bcrypt::non_truncating_hash(password.expose(), cost))
+        self.run(move || bcrypt::hash(password.expose(), cost))
             .await?
             .map_err(ApiError::internal)
     }
@@ -63,7 +65,7 @@ impl PasswordHasher {
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let ok = self
-            .run(move || bcrypt::non_truncating_verify(password.expose(), &hash))
+            .run(move || bcrypt::verify(password.expose(), &hash))
             .await?
             .unwrap_or_else(|_| {
                 log::warn!("a stored password hash could not be read; sign-in refused");

@@ -1,0 +1,273 @@
+//! The binary as a process: flags, settings precedence, the `listening on` line, logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_appmixer-auth");
+
+struct Running {
+    child: Child,
+    url: String,
+    /// Everything the server wrote to stderr so far (drained continuously, so a chatty log
+    /// never fills the pipe and stalls the server).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env("APPMIXER_AUTH__BCRYPT_COST", "4")
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("APPMIXER_") && k != "APPMIXER_AUTH__BCRYPT_COST" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Starts the binary and reads its `listening on` line.
+fn launch(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = BufReader::new(child.stderr.take().unwrap());
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line was {line:?}"))
+        .to_owned();
+    Running { child, url, stderr }
+}
+
+fn get_json(url: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn port_zero_prints_the_real_address_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = launch(cmd);
+    assert!(server.url.starts_with("http://127.0.0.1:"));
+    assert!(!server.url.ends_with(":0"));
+    assert_eq!(
+        get_json(&format!("{}/", server.url)),
+        json!({"version": "6.3.0"})
+    );
+    // The default database file appeared in the working directory.
+    assert!(dir.path().join("appmixer.db").exists());
+}
+
+#[test]
+fn serve_is_the_default_command_and_db_flag_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["serve", "--port", "0", "--db", "data/users.db"]);
+    let _server = launch(cmd);
+    assert!(dir.path().join("data/users.db").exists());
+}
+
+#[test]
+fn file_then_environment_then_flags_win_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("appmixer.toml"),
+        "[server]\nport = 1\n[tenant]\nversion = \"1.0.0\"\n[database]\npath = \"from-file.db\"\n",
+    )
+    .unwrap();
+    // File only: version from the file (port from the env below, so it can start).
+    let mut cmd = command(dir.path());
+    cmd.env("APPMIXER_SERVER__PORT", "0");
+    let server = launch(cmd);
+    assert_eq!(get_json(&format!("{}/", server.url))["version"], "1.0.0");
+    assert!(dir.path().join("from-file.db").exists());
+    drop(server);
+    // The environment beats the file...
+    let mut cmd = command(dir.path());
+    cmd.env("APPMIXER_SERVER__PORT", "0")
+        .env("APPMIXER_TENANT__VERSION", "2.0.0");
+    let server = launch(cmd);
+    assert_eq!(get_json(&format!("{}/", server.url))["version"], "2.0.0");
+    drop(server);
+    // ...and a flag beats the environment.
+    let mut cmd = command(dir.path());
+    cmd.env("APPMIXER_SERVER__PORT", "1")
+        .args(["--port", "0", "--db", "from-flag.db"]);
+    let server = launch(cmd);
+    assert!(!server.url.ends_with(":1"));
+    assert!(dir.path().join("from-flag.db").exists());
+}
+
+#[test]
+fn a_named_config_file_is_read_and_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("other.toml"),
+        "[tenant]\nversion = \"6.5.0\"\n",
+    )
+    .unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--config", "other.toml", "--port", "0"]);
+    let server = launch(cmd);
+    assert_eq!(get_json(&format!("{}/", server.url))["version"], "6.5.0");
+    drop(server);
+    let mut cmd = command(dir.path());
+    cmd.env("APPMIXER_CONFIG", "other.toml")
+        .args(["--port", "0"]);
+    let server = launch(cmd);
+    assert_eq!(get_json(&format!("{}/", server.url))["version"], "6.5.0");
+    drop(server);
+
+    let out = command(dir.path())
+        .args(["--config", "missing.toml", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+fn start_error(dir: &std::path::Path, toml: &str, env: &[(&str, &str)]) -> String {
+    std::fs::write(dir.join("appmixer.toml"), toml).unwrap();
+    let mut cmd = command(dir);
+    cmd.args(["--port", "0"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "must refuse to start: {toml} {env:?}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unknown_keys_and_bad_values_stop_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_error(dir.path(), "[server]\nprot = 80\n", &[]);
+    assert!(err.contains("prot"), "{err}");
+    let err = start_error(dir.path(), "[auth]\nhash_queue = \"many\"\n", &[]);
+    assert!(err.contains("hash_queue"), "{err}");
+    let err = start_error(
+        dir.path(),
+        "[auth]\ntoken_expiration = \"10 parsecs\"\n",
+        &[],
+    );
+    assert!(err.contains("token_expiration"), "{err}");
+    let err = start_error(dir.path(), "[tenant]\nversion = \"latest\"\n", &[]);
+    assert!(err.contains("tenant.version"), "{err}");
+    let err = start_error(dir.path(), "", &[("APPMIXER_SERVER__NOPE", "1")]);
+    assert!(err.contains("nope"), "{err}");
+    let err = start_error(dir.path(), "[auth]\njwt_secret = \"short\"\n", &[]);
+    assert!(err.contains("auth.jwt_secret"), "{err}");
+    assert!(
+        !err.contains("short\""),
+        "the secret itself is not printed: {err}"
+    );
+}
+
+#[test]
+fn help_and_version_answer() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--host", "--port", "--db"] {
+        assert!(text.contains(flag), "{text}");
+    }
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn request_logs_carry_method_path_status_and_never_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]).env("RUST_LOG", "trace");
+    let mut server = launch(cmd);
+    let password = "Pa55word-in-the-clear";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = rt.block_on(async {
+        let c = client();
+        let res: Value = c
+            .post(format!("{}/user", server.url))
+            .json(&json!({"username": "wes", "email": "wes@example.com", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = res["token"].as_str().unwrap().to_owned();
+        c.get(format!("{}/user", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        c.post(format!("{}/user/auth", server.url))
+            .json(&json!({"username": "wes", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        token
+    });
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = server.stderr.lock().unwrap().clone();
+    assert!(out.contains("POST /user/auth 200"), "{out}");
+    assert!(out.contains("GET /user 200"), "{out}");
+    assert!(!out.contains(password), "password in the log");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!out.contains(signature), "token in the log");
+    assert!(!out.contains("$2b$"), "hash in the log");
+}

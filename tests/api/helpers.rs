@@ -1,0 +1,169 @@
+//! Starting the real server for a test, and small HTTP helpers.
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use appmixer_auth::settings::{Secret, Settings};
+use appmixer_auth::startup::{AppState, Application};
+use base64::Engine;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    pub dir: TempDir,
+    handle: ServerHandle,
+}
+
+/// Settings for a test: port 0, a database in a fresh temporary directory, bcrypt cost 4 and
+/// a random secret.
+pub fn test_settings(dir: &TempDir) -> Settings {
+    let mut s = Settings::default();
+    s.server.port = 0;
+    s.server.workers = 2;
+    s.database.path = dir.path().join("test.db").to_string_lossy().into_owned();
+    s.auth.bcrypt_cost = 4;
+    let secret: [u8; 24] = rand::random();
+    s.auth.jwt_secret = Some(Secret::new(hex(&secret)));
+    s
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(&dir);
+    change(&mut settings);
+    start(settings, dir)
+}
+
+/// Starts a server with exactly these settings; `dir` is kept alive with it.
+pub fn start(settings: Settings, dir: TempDir) -> TestApp {
+    let app = Application::build(settings).expect("server builds");
+    let url = app.url();
+    let state = app.state();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        url,
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("client"),
+        state,
+        dir,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub async fn stop(self) -> TempDir {
+        self.handle.stop(true).await;
+        self.dir
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.post_json(
+            "/user",
+            &json!({"username": username, "email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Creates a user and returns `(id, token)`.
+    pub async fn new_user(&self, username: &str, password: &str) -> (String, String) {
+        let res = self
+            .create_user(username, &email_for(username), password)
+            .await;
+        assert_eq!(res.status(), 200, "creating {username}");
+        let body: Value = res.json().await.expect("json");
+        (
+            body["user"]["id"].as_str().expect("id").to_owned(),
+            body["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    pub async fn sign_in(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/user/auth", body).await
+    }
+}
+
+pub fn email_for(username: &str) -> String {
+    if username.contains('@') {
+        username.to_owned()
+    } else {
+        format!("{username}@example.com")
+    }
+}
+
+/// Reads a response that must be a Boom error with this status; returns its body.
+pub async fn boom(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ct.starts_with("application/json"), "content type {ct}");
+    let body: Value = res.json().await.expect("json body");
+    assert_eq!(body["statusCode"], status, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    body
+}
+
+/// The payload of a JWT, decoded without verifying.
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json claims")
+}
+
+pub fn header(token: &str) -> Value {
+    let part = token.split('.').next().expect("header");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json header")
+}

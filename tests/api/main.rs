@@ -1,0 +1,11 @@
+//! Integration tests: the real server on port 0, spoken to over HTTP.
+
+// Tests may panic on the unexpected: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod cors;
+mod helpers;
+mod input;
+mod tokens;
+mod user;
