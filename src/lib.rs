@@ -8,6 +8,7 @@ pub mod body;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fixtures;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -9,8 +9,17 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::fixtures::{self, FixtureUser};
+
 /// The file read when neither `--config` nor `APPMIXER_CONFIG` names one.
 pub const DEFAULT_CONFIG_FILE: &str = "appmixer.toml";
+
+/// The engine's environment variables that are read, and the settings they set.
+pub const ENGINE_ENV: [(&str, &str); 3] = [
+    ("API_USER_CREATE_SCOPE", "tenant.api_user_create_scope"),
+    ("GRIDD_JWT_TOKEN_EXP", "auth.token_expiration"),
+    ("HTTP_API_PORT", "server.port"),
+];
 
 /// jwt-simple refuses HMAC keys shorter than this.
 pub const MIN_SECRET_BYTES: usize = 12;
@@ -24,6 +33,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub tenant: TenantSettings,
     pub cors: CorsSettings,
+    /// Declared users (`[[users]]`), applied at every start.
+    pub users: Vec<FixtureUser>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,7 +299,18 @@ impl Settings {
         if file.path().is_file() {
             fig = fig.merge(Toml::file_exact(file.path()));
         }
-        fig = fig.merge(Env::prefixed("APPMIXER_").split("__").ignore(&["config"]));
+        // The engine's own variable names, so an Appmixer environment file can be reused;
+        // the APPMIXER_* names are more specific and win over them.
+        fig = fig
+            .merge(Env::raw().only(&ENGINE_ENV.map(|(var, _)| var)).map(|key| {
+                let key = key.as_str().to_ascii_uppercase();
+                ENGINE_ENV
+                    .iter()
+                    .find(|(var, _)| *var == key)
+                    .map_or(key.to_ascii_lowercase(), |(_, path)| (*path).to_owned())
+                    .into()
+            }))
+            .merge(Env::prefixed("APPMIXER_").split("__").ignore(&["config"]));
         if let Some(host) = &overrides.host {
             fig = fig.merge(Serialized::default("server.host", host));
         }
@@ -356,6 +378,7 @@ impl Settings {
                 self.tenant.version
             ));
         }
+        fixtures::validate(&self.users)?;
         for origin in &self.cors.allowed_origins {
             if origin != "*" && !is_origin(origin) {
                 return Err(format!(

@@ -15,6 +15,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::db;
 use crate::error::{INTERNAL_MESSAGE, boom_json};
+use crate::fixtures;
 use crate::routes::{meta, user};
 use crate::settings::Settings;
 
@@ -35,6 +36,21 @@ impl AppState {
             Some(s) => s.expose().to_owned(),
             None => db::stored_jwt_secret(&*pool.get()?)?,
         };
+        let report = fixtures::apply(
+            &mut *pool.get()?,
+            &settings.users,
+            settings.auth.bcrypt_cost,
+            settings.tenant.default_user_vendor.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("fixture users: {e}"))?;
+        if !settings.users.is_empty() {
+            log::info!(
+                "fixture users: {} created, {} updated, {} unchanged",
+                report.created,
+                report.updated,
+                report.unchanged
+            );
+        }
         let tokens = TokenService::new(secret.as_bytes(), settings.auth.token_expiration.0);
         let hasher = PasswordHasher::new(
             settings.auth.bcrypt_cost,

@@ -171,3 +171,191 @@ pub fn taken(conn: &Connection, username: &str, email: &str) -> Result<Option<Ap
     }
     Ok(None)
 }
+
+/// Columns `GET /users?sort=` may order by, by their API names.
+pub const SORT_FIELDS: &[(&str, &str)] = &[
+    ("created", "created"),
+    ("mtime", "mtime"),
+    ("username", "username"),
+    ("email", "email"),
+    ("id", "id"),
+    ("plan", "plan"),
+    ("isActive", "is_active"),
+    ("vendor", "vendor"),
+];
+
+/// One `filter=field:value` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// The user's scope list contains this scope.
+    Scope(String),
+    Plan(String),
+    Vendor(String),
+    IsActive(bool),
+    Username(String),
+    Email(String),
+}
+
+/// Which users, in which order, how many: the admin list and count.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub limit: u32,
+    pub offset: u32,
+    /// A column from [`SORT_FIELDS`] (the SQL name) and ascending or not.
+    pub sort: (&'static str, bool),
+    /// Substring of username or email, case-insensitive.
+    pub pattern: Option<String>,
+    pub filters: Vec<Filter>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            limit: 100,
+            offset: 0,
+            sort: ("created", true),
+            pattern: None,
+            filters: Vec::new(),
+        }
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The WHERE clause and its parameters for a query's pattern and filters.
+fn where_clause(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut parts = Vec::new();
+    let mut args: Vec<V> = Vec::new();
+    if let Some(p) = &q.pattern {
+        args.push(V::Text(format!("%{}%", escape_like(p))));
+        let n = args.len();
+        parts.push(format!(
+            "(username LIKE ?{n} ESCAPE '\\' OR email LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    for f in &q.filters {
+        let (sql, arg) = match f {
+            Filter::Scope(s) => (
+                "EXISTS (SELECT 1 FROM json_each(users.scope) WHERE json_each.value = ?N)",
+                V::Text(s.clone()),
+            ),
+            Filter::Plan(s) => ("plan = ?N", V::Text(s.clone())),
+            Filter::Vendor(s) => ("vendor = ?N", V::Text(s.clone())),
+            Filter::IsActive(b) => ("is_active = ?N", V::Integer(i64::from(*b))),
+            Filter::Username(s) => ("username = ?N", V::Text(s.clone())),
+            Filter::Email(s) => ("email = ?N", V::Text(s.clone())),
+        };
+        args.push(arg);
+        parts.push(sql.replace("?N", &format!("?{}", args.len())));
+    }
+    if parts.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", parts.join(" AND ")), args)
+    }
+}
+
+pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<User>, ApiError> {
+    let (where_sql, mut args) = where_clause(q);
+    let (column, ascending) = q.sort;
+    args.push(rusqlite::types::Value::Integer(i64::from(q.limit)));
+    args.push(rusqlite::types::Value::Integer(i64::from(q.offset)));
+    let n = args.len();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users {where_sql} ORDER BY {column} {dir}, id {dir} LIMIT ?{} OFFSET ?{n}",
+        n - 1,
+        dir = if ascending { "ASC" } else { "DESC" },
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(ApiError::internal)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), from_row)
+        .map_err(ApiError::internal)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(ApiError::internal)
+}
+
+pub fn count(conn: &Connection, q: &ListQuery) -> Result<u64, ApiError> {
+    let (where_sql, args) = where_clause(q);
+    conn.prepare_cached(&format!("SELECT COUNT(*) FROM users {where_sql}"))
+        .and_then(|mut stmt| {
+            stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n as u64)
+        .map_err(ApiError::internal)
+}
+
+/// Every user, in creation order (for export).
+pub fn all(conn: &Connection) -> Result<Vec<User>, ApiError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY created, id"))
+        .map_err(ApiError::internal)?;
+    let rows = stmt.query_map([], from_row).map_err(ApiError::internal)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(ApiError::internal)
+}
+
+/// Writes every field of `user` over the stored row with the same id (mtime as given).
+/// Returns false when no such user exists.
+pub fn replace(conn: &Connection, user: &User) -> Result<bool, ApiError> {
+    let n = conn
+        .execute(
+            "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
+                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11
+             WHERE id = ?1",
+            params![
+                user.id.as_str(),
+                user.username,
+                user.email,
+                user.password_hash.0,
+                user.is_active,
+                serde_json::to_string(&user.scope).map_err(ApiError::internal)?,
+                user.plan,
+                user.vendor,
+                serde_json::to_string(&user.metadata).map_err(ApiError::internal)?,
+                user.created,
+                user.mtime,
+            ],
+        )
+        .map_err(conflict_or_internal)?;
+    Ok(n == 1)
+}
+
+/// Sets a user's password hash; false when the user does not exist.
+pub fn set_password_hash(conn: &Connection, id: &UserId, hash: &str) -> Result<bool, ApiError> {
+    let n = conn
+        .execute(
+            "UPDATE users SET password_hash = ?2, mtime = ?3 WHERE id = ?1",
+            params![id.as_str(), hash, now_ms()],
+        )
+        .map_err(ApiError::internal)?;
+    Ok(n == 1)
+}
+
+/// Deletes a user; false when there was none.
+pub fn delete(conn: &Connection, id: &UserId) -> Result<bool, ApiError> {
+    let n = conn
+        .execute("DELETE FROM users WHERE id = ?1", [id.as_str()])
+        .map_err(ApiError::internal)?;
+    Ok(n == 1)
+}
+
+/// Deletes every user whose id is not in `keep`; returns how many went.
+pub fn delete_all_except(conn: &Connection, keep: &[UserId]) -> Result<usize, ApiError> {
+    let keep: Vec<&str> = keep.iter().map(UserId::as_str).collect();
+    let keep = serde_json::to_string(&keep).map_err(ApiError::internal)?;
+    conn.execute(
+        "DELETE FROM users WHERE id NOT IN (SELECT value FROM json_each(?1))",
+        [keep],
+    )
+    .map_err(ApiError::internal)
+}
