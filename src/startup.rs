@@ -16,7 +16,7 @@ use crate::auth::token::TokenService;
 use crate::db;
 use crate::error::{INTERNAL_MESSAGE, boom_json};
 use crate::fixtures;
-use crate::routes::{meta, user};
+use crate::routes::{meta, user, users};
 use crate::settings::Settings;
 
 /// What every request can reach.
@@ -26,6 +26,7 @@ pub struct AppState {
     pub pool: db::Pool,
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
+    pub deletions: users::DeleteTickets,
 }
 
 impl AppState {
@@ -68,6 +69,7 @@ impl AppState {
             pool,
             tokens,
             hasher,
+            deletions: users::DeleteTickets::default(),
         })
     }
 }
@@ -163,6 +165,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/user/auth")
             .route(web::post().to(user::sign_in))
             .default_service(web::to(meta::method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/user/reset-password")
+            .route(web::post().to(users::reset_password))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/user/change-password")
+            .route(web::post().to(users::change_password))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/users")
+            .route(web::get().to(users::list))
+            .default_service(web::to(meta::method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/users/count")
+            .route(web::get().to(users::count))
+            .default_service(web::to(meta::method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/users/{id}")
+            .route(web::get().to(users::read))
+            .route(web::put().to(users::update))
+            .route(web::delete().to(users::delete))
+            .default_service(web::to(meta::method_not_allowed("GET, PUT, DELETE"))),
+    )
+    .service(
+        web::resource("/users/{id}/delete-status/{ticket}")
+            .route(web::get().to(users::delete_status))
+            .default_service(web::to(meta::method_not_allowed("GET"))),
     );
 }
 

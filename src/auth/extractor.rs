@@ -91,3 +91,37 @@ impl FromRequest for MaybeAuthUser {
         }))
     }
 }
+
+/// A caller whose stored user has the `admin` scope. The scope is read from the database, not
+/// the token, so taking `admin` away takes effect at once.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub crate::db::users::User);
+
+pub const ADMIN_SCOPE: &str = "admin";
+
+impl FromRequest for AdminUser {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = bearer(req).and_then(|token| match token {
+            Some(token) => verify(req, token),
+            None => Err(ApiError::Unauthorized(MISSING_AUTH.into())),
+        });
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let caller = caller?;
+            let state = state
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
+            let user = crate::db::run(&state.pool, move |conn| {
+                crate::db::users::find_by_id(conn, &caller.id)
+            })
+            .await?
+            .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+            if !user.scope.iter().any(|s| s == ADMIN_SCOPE) {
+                return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
+            }
+            Ok(AdminUser(user))
+        })
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod meta;
 pub mod user;
+pub mod users;
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderValue};

@@ -64,9 +64,18 @@ pub fn start(settings: Settings, dir: TempDir) -> TestApp {
 }
 
 impl TestApp {
+    /// Stops the server gracefully (after closing this client's keep-alive connections, which
+    /// a graceful stop would otherwise wait for) and hands back its directory.
     pub async fn stop(self) -> TempDir {
-        self.handle.stop(true).await;
-        self.dir
+        let TestApp {
+            client,
+            handle,
+            dir,
+            ..
+        } = self;
+        drop(client);
+        handle.stop(true).await;
+        dir
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

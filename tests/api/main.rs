@@ -3,8 +3,10 @@
 // Tests may panic on the unexpected: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod cli;
 mod cors;
+mod fixtures;
 mod helpers;
 mod input;
 mod tokens;

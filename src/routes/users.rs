@@ -1,0 +1,314 @@
+//! Administration (`admin` scope): list, count, read, update and delete users; passwords.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::auth::extractor::{AdminUser, AuthUser};
+use crate::body::JsonObject;
+use crate::db::{self, users};
+use crate::domain::{Email, Object, Password, UserId, required_str};
+use crate::error::ApiError;
+use crate::routes::json_ok;
+use crate::startup::AppState;
+
+/// Most users one page may hold.
+pub const MAX_LIMIT: u32 = 10_000;
+
+fn bad_query(message: impl Into<String>) -> ApiError {
+    ApiError::Validation {
+        message: message.into(),
+        field: None,
+    }
+}
+
+/// Reads `limit`, `offset`, `sort`, `pattern` and any number of `filter` parameters.
+fn list_query(req: &HttpRequest) -> Result<users::ListQuery, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|_| bad_query("Invalid query string"))?
+        .into_inner();
+    let mut q = users::ListQuery::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad_query(format!(
+                            "\"limit\" must be an integer from 1 to {MAX_LIMIT}"
+                        ))
+                    })?;
+            }
+            "offset" => {
+                q.offset = value
+                    .parse()
+                    .map_err(|_| bad_query("\"offset\" must be a non-negative integer"))?;
+            }
+            "sort" => q.sort = parse_sort(&value)?,
+            "pattern" if !value.is_empty() => q.pattern = Some(value),
+            "pattern" => {}
+            "filter" => q.filters.push(parse_filter(&value)?),
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+fn parse_sort(value: &str) -> Result<(&'static str, bool), ApiError> {
+    let (field, dir) = value.split_once(':').unwrap_or((value, "1"));
+    let column = users::SORT_FIELDS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, column)| *column)
+        .ok_or_else(|| {
+            let names: Vec<&str> = users::SORT_FIELDS.iter().map(|(n, _)| *n).collect();
+            bad_query(format!(
+                "\"sort\" field must be one of {}",
+                names.join(", ")
+            ))
+        })?;
+    match dir {
+        "1" => Ok((column, true)),
+        "-1" => Ok((column, false)),
+        _ => Err(bad_query("\"sort\" direction must be 1 or -1")),
+    }
+}
+
+fn parse_filter(value: &str) -> Result<users::Filter, ApiError> {
+    let (field, v) = value
+        .split_once(':')
+        .ok_or_else(|| bad_query("\"filter\" must look like field:value"))?;
+    let v = v.to_owned();
+    Ok(match field {
+        "scope" => users::Filter::Scope(v),
+        "plan" => users::Filter::Plan(v),
+        "vendor" => users::Filter::Vendor(v),
+        "username" => users::Filter::Username(v),
+        "email" => users::Filter::Email(v),
+        "isActive" => users::Filter::IsActive(match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad_query("\"isActive\" filter must be true or false")),
+        }),
+        _ => {
+            return Err(bad_query(
+                "\"filter\" field must be one of scope, plan, vendor, username, email, isActive",
+            ));
+        }
+    })
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw)
+}
+
+/// `GET /users`
+pub async fn list(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = list_query(&req)?;
+    let found = db::run(&state.pool, move |conn| users::list(conn, &q)).await?;
+    let public: Vec<_> = found.iter().map(users::User::public).collect();
+    json_ok(&public)
+}
+
+/// `GET /users/count`
+pub async fn count(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = list_query(&req)?;
+    let n = db::run(&state.pool, move |conn| users::count(conn, &q)).await?;
+    json_ok(&json!({ "count": n }))
+}
+
+async fn load(state: &AppState, id: UserId) -> Result<users::User, ApiError> {
+    db::run(&state.pool, move |conn| users::find_by_id(conn, &id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("User not found".into()))
+}
+
+/// `GET /users/{id}`
+pub async fn read(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = load(&state, user_id(&path)?).await?;
+    json_ok(&user.public())
+}
+
+/// Applies a `PUT /users/{id}` body to a user; unknown keys are refused, not ignored.
+fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Err(bad_query("\"value\" must have at least 1 key"));
+    }
+    for (key, value) in body {
+        match (key.as_str(), value) {
+            ("email", Value::String(s)) => user.email = Email::parse(s)?.as_str().to_owned(),
+            ("scope", Value::Array(items)) => {
+                user.scope = items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                        _ => Err(ApiError::field(
+                            "scope",
+                            "\"scope\" must be an array of non-empty strings",
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            ("vendor", Value::String(s)) => user.vendor = Some(s.clone()),
+            ("vendor", Value::Null) => user.vendor = None,
+            ("metadata", Value::Object(_)) => user.metadata = value.clone(),
+            ("isActive", Value::Bool(b)) => user.is_active = *b,
+            ("plan", Value::String(s)) if !s.trim().is_empty() => user.plan = s.clone(),
+            ("email" | "scope" | "vendor" | "metadata" | "isActive" | "plan", _) => {
+                return Err(ApiError::field(
+                    key,
+                    format!("\"{key}\" has the wrong type or is empty"),
+                ));
+            }
+            _ => {
+                return Err(ApiError::field(key, format!("\"{key}\" is not allowed")));
+            }
+        }
+    }
+    user.mtime = users::now_ms();
+    Ok(())
+}
+
+/// `PUT /users/{id}`: any of `email`, `scope`, `vendor`, `metadata`, `isActive`, `plan`.
+pub async fn update(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let user = db::run(&state.pool, move |conn| {
+        let mut user = users::find_by_id(conn, &id)?
+            .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+        apply_update(&mut user, &body)?;
+        if !users::replace(conn, &user)? {
+            return Err(ApiError::NotFound("User not found".into()));
+        }
+        Ok(user)
+    })
+    .await?;
+    json_ok(&user.public())
+}
+
+/// Tickets of finished deletions, so `delete-status` can answer; the oldest are forgotten
+/// past a bound.
+#[derive(Debug, Default)]
+pub struct DeleteTickets(Mutex<VecDeque<(String, UserId)>>);
+
+const TICKETS_KEPT: usize = 10_000;
+
+impl DeleteTickets {
+    fn record(&self, user: UserId) -> String {
+        let ticket = uuid::Uuid::new_v4().to_string();
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= TICKETS_KEPT {
+            q.pop_front();
+        }
+        q.push_back((ticket.clone(), user));
+        ticket
+    }
+
+    fn knows(&self, ticket: &str, user: &UserId) -> bool {
+        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().any(|(t, u)| t == ticket && u == user)
+    }
+}
+
+/// `DELETE /users/{id}` → `{"ticket"}`. The deletion is done before the answer.
+pub async fn delete(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let gone = id.clone();
+    let deleted = db::run(&state.pool, move |conn| users::delete(conn, &gone)).await?;
+    if !deleted {
+        return Err(ApiError::NotFound("User not found".into()));
+    }
+    let ticket = state.deletions.record(id);
+    json_ok(&json!({ "ticket": ticket }))
+}
+
+/// `GET /users/{id}/delete-status/{ticket}`
+pub async fn delete_status(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, ticket) = path.into_inner();
+    let id = user_id(&id)?;
+    if !state.deletions.knows(&ticket, &id) {
+        return Err(ApiError::NotFound("Ticket not found".into()));
+    }
+    json_ok(&json!({ "status": "completed", "stepsDone": 1, "stepsTotal": 1 }))
+}
+
+/// `POST /user/reset-password` (admin): `{"email", "password"}` sets that user's password.
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let email = Email::parse(required_str(&body, "email")?)?;
+    let password = Password::parse_new("password", required_str(&body, "password")?)?;
+    let user = db::run(&state.pool, move |conn| {
+        users::find_by_email(conn, email.as_str())
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+    let hash = state.hasher.hash(password).await?;
+    let id = user.id.clone();
+    let user = db::run(&state.pool, move |conn| {
+        if !users::set_password_hash(conn, &id, &hash)? {
+            return Err(ApiError::NotFound("User not found".into()));
+        }
+        users::find_by_id(conn, &id)?.ok_or_else(|| ApiError::NotFound("User not found".into()))
+    })
+    .await?;
+    json_ok(&user.public())
+}
+
+/// `POST /user/change-password` (own token): `{"oldPassword", "newPassword"}`.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let old = Password::parse_existing("oldPassword", required_str(&body, "oldPassword")?)?;
+    let new = Password::parse_new("newPassword", required_str(&body, "newPassword")?)?;
+    let user = load(&state, caller.id).await?;
+    if !state
+        .hasher
+        .verify(old, Some(user.password_hash.0.clone()))
+        .await?
+    {
+        return Err(ApiError::Forbidden("Old password is incorrect".into()));
+    }
+    let hash = state.hasher.hash(new).await?;
+    let id = user.id.clone();
+    let user = db::run(&state.pool, move |conn| {
+        if !users::set_password_hash(conn, &id, &hash)? {
+            return Err(ApiError::NotFound("User not found".into()));
+        }
+        users::find_by_id(conn, &id)?.ok_or_else(|| ApiError::NotFound("User not found".into()))
+    })
+    .await?;
+    json_ok(&user.public())
+}
