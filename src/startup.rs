@@ -148,12 +148,35 @@ impl Application {
     }
 }
 
+/// Every API route as (method, path), the way the OpenAPI document names them. A test checks
+/// that each is served and documented, and that the document names no other.
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/openapi.json"),
+    ("POST", "/user/auth"),
+    ("GET", "/user"),
+    ("POST", "/user"),
+    ("POST", "/user/reset-password"),
+    ("POST", "/user/change-password"),
+    ("GET", "/users"),
+    ("GET", "/users/count"),
+    ("GET", "/users/{id}"),
+    ("PUT", "/users/{id}"),
+    ("DELETE", "/users/{id}"),
+    ("GET", "/users/{id}/delete-status/{ticket}"),
+];
+
 /// The route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/")
             .route(web::get().to(meta::version))
             .default_service(web::to(meta::method_not_allowed("GET, HEAD"))),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(meta::openapi))
+            .default_service(web::to(meta::method_not_allowed("GET"))),
     )
     .service(
         web::resource("/user")

@@ -9,5 +9,6 @@ mod cors;
 mod fixtures;
 mod helpers;
 mod input;
+mod openapi;
 mod tokens;
 mod user;
