@@ -34,6 +34,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Unsupported Media Type")]
     UnsupportedMediaType,
+    /// Too many failed sign-ins; the client may retry after this many seconds.
+    #[error("Too many failed sign-in attempts, try again later")]
+    TooManyRequests { retry_after: u64 },
     #[error("{0}")]
     ServiceUnavailable(Cow<'static, str>),
     /// Anything unexpected; logged with its cause chain, answered with [`INTERNAL_MESSAGE`].
@@ -115,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,6 +137,12 @@ impl ResponseError for ApiError {
                 // hapi's Boom.unauthorized(message, 'Bearer') names the scheme to use.
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                res
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                let mut res = boom(status, &self.to_string());
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
                 res
             }
             ApiError::ServiceUnavailable(_) => {

@@ -96,6 +96,11 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Sign-ins and sign-ups that may wait for a hashing slot before the server answers 503.
     pub hash_queue: usize,
+    /// Failed sign-ins allowed per identifier and per client address within
+    /// `lockout_window` before the server answers 429; 0 turns the limit off (for fixtures).
+    pub max_failed_attempts: u32,
+    /// The window for `max_failed_attempts`, as a timespan.
+    pub lockout_window: Timespan,
 }
 
 impl Default for AuthSettings {
@@ -106,6 +111,8 @@ impl Default for AuthSettings {
             jwt_secret: None,
             hash_concurrency: 0,
             hash_queue: 1024,
+            max_failed_attempts: 10,
+            lockout_window: Timespan(15 * 60),
         }
     }
 }
@@ -368,6 +375,9 @@ impl Settings {
             return Err(format!(
                 "auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes (32 or more is better)"
             ));
+        }
+        if self.auth.max_failed_attempts > 0 && self.auth.lockout_window.0 == 0 {
+            return Err("auth.lockout_window must be longer than 0 seconds".into());
         }
         if self.auth.hash_queue == 0 {
             return Err("auth.hash_queue must be at least 1".into());

@@ -11,6 +11,7 @@ use actix_web::middleware::{Logger, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::auth::limiter::Limiter;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::db;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub deletions: users::DeleteTickets,
+    pub limiter: Limiter,
 }
 
 impl AppState {
@@ -65,11 +67,15 @@ impl AppState {
             );
         }
         Ok(Self {
-            settings,
             pool,
             tokens,
             hasher,
             deletions: users::DeleteTickets::default(),
+            limiter: Limiter::new(
+                settings.auth.max_failed_attempts,
+                Duration::from_secs(settings.auth.lockout_window.0),
+            ),
+            settings,
         })
     }
 }

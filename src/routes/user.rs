@@ -1,6 +1,8 @@
 //! `/user`: sign in, create a user, read the current user.
 
-use actix_web::{HttpResponse, web};
+use std::net::IpAddr;
+
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::auth::extractor::{AuthUser, INSUFFICIENT_SCOPE, MISSING_AUTH, MaybeAuthUser};
@@ -14,9 +16,15 @@ use crate::startup::AppState;
 /// One answer for unknown users and wrong passwords alike, so neither can be told apart.
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
 
+/// The address the request came from (the TCP peer).
+pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
 /// `POST /user/auth`: `password` and `username` or `email` → `{user, token}`.
 pub async fn sign_in(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let username = optional_str(&body, "username")?.map(str::to_owned);
@@ -28,6 +36,15 @@ pub async fn sign_in(
         });
     }
     let password = Password::parse_existing("password", required_str(&body, "password")?)?;
+    // Locked-out identifiers and addresses are refused before any bcrypt work.
+    let identifier = match (&username, &email) {
+        (Some(u), _) => format!("u:{u}"),
+        (None, e) => format!("e:{}", e.as_deref().unwrap_or_default()),
+    };
+    let attempt = state
+        .limiter
+        .begin(&identifier, client_address(&req))
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
 
     // `username` wins when both are given (decided; the engine's rule is not public).
     let user = db::run(&state.pool, move |conn| match (username, email) {
@@ -43,6 +60,7 @@ pub async fn sign_in(
         Some(user) if ok => user,
         _ => return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into())),
     };
+    state.limiter.succeeded(attempt);
     let token = state
         .tokens
         .issue(user.id.as_str(), &user.scope)

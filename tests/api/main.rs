@@ -9,6 +9,7 @@ mod cors;
 mod fixtures;
 mod helpers;
 mod input;
+mod limits;
 mod openapi;
 mod tokens;
 mod user;

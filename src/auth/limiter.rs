@@ -1,0 +1,251 @@
+//! Brute-force limit on sign-in: after N failures within a window, per identifier and per
+//! client address, answer 429 without doing any bcrypt work. Memory is bounded.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most identifiers (and, separately, addresses) remembered at once. Past it, expired entries
+/// go first, then the oldest tenth, so a flood of random names cannot grow memory.
+pub const CAPACITY: usize = 65_536;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Window<K> {
+    entries: HashMap<K, Entry>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone> Window<K> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Seconds until `key` may try again, if it is locked out now.
+    fn locked(&mut self, key: &K, max: u32, window: Duration, now: Instant) -> Option<u64> {
+        let e = self.entries.get(key)?;
+        let age = now.duration_since(e.since);
+        if age >= window {
+            self.entries.remove(key);
+            return None;
+        }
+        (e.failures >= max).then(|| (window - age).as_secs().max(1))
+    }
+
+    fn add(&mut self, key: &K, delta: i32, window: Duration, now: Instant) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if now.duration_since(e.since) >= window {
+                *e = Entry {
+                    failures: 0,
+                    since: now,
+                };
+            }
+            e.failures = e.failures.saturating_add_signed(delta);
+            if e.failures == 0 {
+                self.entries.remove(key);
+            }
+            return;
+        }
+        if delta <= 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.shrink(window, now);
+        }
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                failures: delta as u32,
+                since: now,
+            },
+        );
+    }
+
+    fn shrink(&mut self, window: Duration, now: Instant) {
+        self.entries
+            .retain(|_, e| now.duration_since(e.since) < window);
+        if self.entries.len() >= self.capacity {
+            let mut ages: Vec<Instant> = self.entries.values().map(|e| e.since).collect();
+            ages.sort_unstable();
+            let cut = ages[(self.capacity / 10).max(1).min(ages.len() - 1)];
+            self.entries.retain(|_, e| e.since > cut);
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.entries.remove(key);
+    }
+}
+
+/// The limiter shared by every worker.
+#[derive(Debug)]
+pub struct Limiter {
+    max: u32,
+    window: Duration,
+    identifiers: Mutex<Window<String>>,
+    addresses: Mutex<Window<IpAddr>>,
+}
+
+/// An attempt let through: tell the limiter how it ended.
+#[derive(Debug)]
+pub struct Attempt {
+    identifier: String,
+    address: Option<IpAddr>,
+}
+
+impl Limiter {
+    /// `max` failures per `window`; `max = 0` turns the limiter off.
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self::with_capacity(max, window, CAPACITY)
+    }
+
+    pub fn with_capacity(max: u32, window: Duration, capacity: usize) -> Self {
+        Self {
+            max,
+            window,
+            identifiers: Mutex::new(Window::new(capacity)),
+            addresses: Mutex::new(Window::new(capacity)),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max > 0
+    }
+
+    /// Lets an attempt through, counting it as a failure until told otherwise (so a burst of
+    /// concurrent guesses is counted before any of them finishes), or answers the seconds to
+    /// wait.
+    pub fn begin(&self, identifier: &str, address: Option<IpAddr>) -> Result<Attempt, u64> {
+        let attempt = Attempt {
+            identifier: identifier.to_owned(),
+            address,
+        };
+        if !self.enabled() {
+            return Ok(attempt);
+        }
+        let now = Instant::now();
+        let mut addrs = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(addr) = &address
+            && let Some(wait) = addrs.locked(addr, self.max, self.window, now)
+        {
+            return Err(wait);
+        }
+        let mut ids = self.identifiers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = ids.locked(&attempt.identifier, self.max, self.window, now) {
+            return Err(wait);
+        }
+        ids.add(&attempt.identifier, 1, self.window, now);
+        if let Some(addr) = &address {
+            addrs.add(addr, 1, self.window, now);
+        }
+        Ok(attempt)
+    }
+
+    /// The attempt succeeded: the identifier's count starts again, and the address is not
+    /// charged for it.
+    pub fn succeeded(&self, attempt: Attempt) {
+        if !self.enabled() {
+            return;
+        }
+        self.identifiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&attempt.identifier);
+        if let Some(addr) = &attempt.address {
+            self.addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(addr, -1, self.window, Instant::now());
+        }
+    }
+
+    /// How many identifiers and addresses are remembered (for tests and metrics).
+    pub fn len(&self) -> (usize, usize) {
+        (
+            self.identifiers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .len(),
+            self.addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_identifier_is_locked_after_n_failures_and_freed_by_a_success_before() {
+        let l = Limiter::new(3, MIN);
+        for _ in 0..2 {
+            l.begin("alice", None).unwrap();
+        }
+        // A success before the limit resets the count.
+        let ok = l.begin("alice", None).unwrap();
+        l.succeeded(ok);
+        for _ in 0..3 {
+            l.begin("alice", None).unwrap();
+        }
+        let wait = l.begin("alice", None).unwrap_err();
+        assert!((1..=60).contains(&wait));
+        assert!(l.begin("bob", None).is_ok());
+    }
+
+    #[test]
+    fn an_address_is_locked_across_identifiers() {
+        let l = Limiter::new(3, MIN);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for name in ["a", "b", "c"] {
+            l.begin(name, Some(ip)).unwrap();
+        }
+        assert!(l.begin("d", Some(ip)).is_err());
+        assert!(l.begin("d", Some("10.0.0.2".parse().unwrap())).is_ok());
+    }
+
+    #[test]
+    fn a_zero_limit_never_locks() {
+        let l = Limiter::new(0, MIN);
+        for _ in 0..100 {
+            l.begin("x", None).unwrap();
+        }
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn a_flood_of_random_names_cannot_grow_memory_past_the_capacity() {
+        let l = Limiter::with_capacity(10, MIN, 1000);
+        for i in 0..50_000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            let _ = l.begin(&format!("user{i}"), Some(ip));
+        }
+        let (ids, addrs) = l.len();
+        assert!(ids <= 1000 && addrs <= 1000, "{ids} {addrs}");
+    }
+
+    #[test]
+    fn the_window_expires() {
+        let l = Limiter::new(1, Duration::from_millis(50));
+        l.begin("x", None).unwrap();
+        assert!(l.begin("x", None).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(l.begin("x", None).is_ok());
+    }
+}
