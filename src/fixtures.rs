@@ -26,7 +26,11 @@ pub struct FixtureUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// An existing bcrypt hash (`$2b$…`), used as it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "passwordHash",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password_hash: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,

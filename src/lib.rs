@@ -12,3 +12,4 @@ pub mod fixtures;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod testing;

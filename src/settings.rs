@@ -33,8 +33,19 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub tenant: TenantSettings,
     pub cors: CorsSettings,
+    pub fixtures: FixturesSettings,
     /// Declared users (`[[users]]`), applied at every start.
     pub users: Vec<FixtureUser>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixturesSettings {
+    /// Serve `/_fixtures/reset`, `/_fixtures/users` and `/_fixtures/clock` for test suites
+    /// (also `--fixture-api`). Off: those routes do not exist (404).
+    pub api: bool,
+    /// Allow the fixture API on an address other than loopback. Without it, start-up refuses.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +400,13 @@ impl Settings {
             ));
         }
         fixtures::validate(&self.users)?;
+        if self.fixtures.api && !self.fixtures.allow_remote && !is_loopback(&self.server.host) {
+            return Err(format!(
+                "fixtures.api is on and server.host is {}: the fixture API lets anyone reset users \
+                 and move the clock, so it only listens on loopback unless fixtures.allow_remote = true",
+                self.server.host
+            ));
+        }
         for origin in &self.cors.allowed_origins {
             if origin != "*" && !is_origin(origin) {
                 return Err(format!(
@@ -411,6 +429,15 @@ impl Settings {
 fn describe_figment_error(e: figment::Error) -> String {
     // figment's own text already names the key and the file or variable it came from.
     e.to_string()
+}
+
+/// Whether a host name or address only reaches this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_version(v: &str) -> bool {

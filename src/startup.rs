@@ -101,6 +101,11 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(routes)
+                .configure(|cfg| {
+                    if data.settings.fixtures.api {
+                        crate::routes::fixtures::routes(cfg);
+                    }
+                })
                 .default_service(web::to(meta::not_found))
                 .wrap(cors(&data.settings))
                 .wrap(

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource.
 
+pub mod fixtures;
 pub mod meta;
 pub mod user;
 pub mod users;

@@ -1,9 +1,9 @@
 //! Starting the real server for a test, and small HTTP helpers.
 
-use actix_web::dev::ServerHandle;
 use actix_web::web;
 use appmixer_auth::settings::{Secret, Settings};
-use appmixer_auth::startup::{AppState, Application};
+use appmixer_auth::startup::AppState;
+use appmixer_auth::testing::TestServer;
 use base64::Engine;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -13,7 +13,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub dir: TempDir,
-    handle: ServerHandle,
+    server: TestServer,
 }
 
 /// Settings for a test: port 0, a database in a fresh temporary directory, bcrypt cost 4 and
@@ -46,37 +46,37 @@ pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     start(settings, dir)
 }
 
-/// Starts a server with exactly these settings; `dir` is kept alive with it.
+/// Starts a server with exactly these settings (through the library's own test fixture,
+/// `appmixer_auth::testing::TestServer`); `dir` is kept alive with it.
 pub fn start(settings: Settings, dir: TempDir) -> TestApp {
-    let app = Application::build(settings).expect("server builds");
-    let url = app.url();
-    let state = app.state();
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let server = TestServer::builder().settings(|s| *s = settings).start();
     TestApp {
-        url,
+        url: server.url().to_owned(),
+        state: server.state().clone(),
+        server,
         client: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .expect("client"),
-        state,
         dir,
-        handle,
     }
 }
 
 impl TestApp {
-    /// Stops the server gracefully (after closing this client's keep-alive connections, which
-    /// a graceful stop would otherwise wait for) and hands back its directory.
+    /// Stops the server (dropping the fixture stops it and waits) and hands back its directory.
     pub async fn stop(self) -> TempDir {
         let TestApp {
             client,
-            handle,
+            server,
             dir,
+            state,
             ..
         } = self;
         drop(client);
-        handle.stop(true).await;
+        drop(state);
+        tokio::task::spawn_blocking(move || drop(server))
+            .await
+            .expect("server stops");
         dir
     }
 

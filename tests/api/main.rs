@@ -6,6 +6,7 @@
 mod admin;
 mod cli;
 mod cors;
+mod fixture_api;
 mod fixtures;
 mod helpers;
 mod input;

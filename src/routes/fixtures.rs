@@ -1,0 +1,157 @@
+//! The fixture API for test suites (`fixtures.api = true` or `--fixture-api`): reset users,
+//! create a batch of users, move the clock. Off by default, when these routes do not exist.
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::body::JsonObject;
+use crate::db::{self, users};
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::fixtures::{self, FixtureUser};
+use crate::routes::json_ok;
+use crate::settings::Timespan;
+use crate::startup::AppState;
+
+fn invalid(message: String) -> ApiError {
+    ApiError::Validation {
+        message,
+        field: None,
+    }
+}
+
+/// Turns a fixtures error into 409 when it is a clash with a stored user, else 400.
+fn fixture_error(message: String) -> ApiError {
+    if message.contains("already taken") || message.contains("already exists") {
+        ApiError::Conflict(message.into())
+    } else if message.starts_with("database") {
+        ApiError::internal(anyhow::anyhow!(message))
+    } else {
+        invalid(message)
+    }
+}
+
+/// `POST /_fixtures/reset`: every user not declared in the settings file is removed, the
+/// declared ones are applied again. Answers `{"users": n}`, the users now stored.
+pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let st = state.clone();
+    let n = db::run(&state.pool, move |conn| {
+        let declared = &st.settings.users;
+        let tx = conn.transaction().map_err(ApiError::internal)?;
+        // Declared users keep their ids: those matched by username keep the stored one.
+        let mut keep = Vec::new();
+        for f in declared {
+            let id = match &f.id {
+                Some(id) => Some(UserId::parse(id)?),
+                None => users::find_by_username(&tx, &f.username)?.map(|u| u.id),
+            };
+            keep.extend(id);
+        }
+        users::delete_all_except(&tx, &keep)?;
+        tx.commit().map_err(ApiError::internal)?;
+        fixtures::apply(
+            conn,
+            declared,
+            st.settings.auth.bcrypt_cost,
+            st.settings.tenant.default_user_vendor.as_deref(),
+        )
+        .map_err(fixture_error)?;
+        users::count(conn, &users::ListQuery::default())
+    })
+    .await?;
+    json_ok(&json!({ "users": n }))
+}
+
+/// `POST /_fixtures/users`: an array of users with the fields of `[[users]]`, created or
+/// updated in one transaction (all or nothing). Answers the public users.
+pub async fn batch(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let list: Vec<Value> = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("Expected a JSON array of users".into()))?;
+    let mut batch = Vec::with_capacity(list.len());
+    for (i, v) in list.into_iter().enumerate() {
+        let user: FixtureUser =
+            serde_json::from_value(v).map_err(|e| invalid(format!("users[{i}]: {e}")))?;
+        batch.push(user);
+    }
+    fixtures::validate(&batch).map_err(invalid)?;
+    let st = state.clone();
+    let stored = db::run(&state.pool, move |conn| {
+        fixtures::apply(
+            conn,
+            &batch,
+            st.settings.auth.bcrypt_cost,
+            st.settings.tenant.default_user_vendor.as_deref(),
+        )
+        .map_err(fixture_error)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for f in &batch {
+            let found = match &f.id {
+                Some(id) => users::find_by_id(conn, &UserId::parse(id)?)?,
+                None => users::find_by_username(conn, &f.username)?,
+            };
+            out.extend(found);
+        }
+        Ok(out)
+    })
+    .await?;
+    let public: Vec<_> = stored.iter().map(users::User::public).collect();
+    json_ok(&public)
+}
+
+/// `POST /_fixtures/clock`: `{"advance": "31d"}`, `{"set": <unix seconds>}` or
+/// `{"reset": true}` moves the clock used to issue and verify tokens. Answers `{"now"}`.
+pub async fn clock(
+    state: web::Data<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let clock = &state.tokens.clock;
+    let real = clock.now() as i64 - clock.offset();
+    match (body.get("advance"), body.get("set"), body.get("reset")) {
+        (Some(advance), None, None) => {
+            let secs = match advance {
+                Value::String(s) => {
+                    Timespan::parse(s)
+                        .map_err(|e| ApiError::field("advance", e))?
+                        .0
+                }
+                Value::Number(n) => n.as_u64().ok_or_else(|| {
+                    ApiError::field("advance", "\"advance\" must be a positive timespan")
+                })?,
+                _ => {
+                    return Err(ApiError::field(
+                        "advance",
+                        "\"advance\" must be a timespan like \"31d\"",
+                    ));
+                }
+            };
+            let secs = i64::try_from(secs)
+                .map_err(|_| ApiError::field("advance", "\"advance\" is too large"))?;
+            clock.set_offset(clock.offset().saturating_add(secs));
+        }
+        (None, Some(set), None) => {
+            let at = set
+                .as_i64()
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| ApiError::field("set", "\"set\" must be unix seconds"))?;
+            clock.set_offset(at - real);
+        }
+        (None, None, Some(Value::Bool(true))) => clock.set_offset(0),
+        _ => {
+            return Err(invalid(
+                "give exactly one of \"advance\", \"set\" or \"reset\": true".into(),
+            ));
+        }
+    }
+    json_ok(&json!({ "now": clock.now() }))
+}
+
+/// Registers the fixture routes (only called when the API is on).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/_fixtures/reset", web::post().to(reset))
+        .service(
+            web::resource("/_fixtures/users")
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .route(web::post().to(batch)),
+        )
+        .route("/_fixtures/clock", web::post().to(clock));
+}
