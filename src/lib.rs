@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cli;
 pub mod db;
 pub mod domain;
 pub mod error;

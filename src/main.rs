@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use appmixer_auth::cli::{self, CliError, Source};
 use appmixer_auth::settings::{ConfigFile, Overrides, Settings};
 use appmixer_auth::startup::Application;
 use clap::{Args, Parser, Subcommand};
@@ -35,41 +36,118 @@ struct Global {
     /// SQLite database file, or :memory: (database.path).
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<String>,
+    /// Keep the database in memory, gone at exit (database.path = ":memory:").
+    #[arg(long, global = true, conflicts_with = "db")]
+    ephemeral: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Start the HTTP server (the default).
     Serve,
+    /// Manage users in the database file (safe while the server runs).
+    Users {
+        #[command(subcommand)]
+        command: cli::users::UsersCommand,
+    },
+    /// Print a signed token for a user (for scripts and tests).
+    Token(cli::token::TokenArgs),
+    /// Exit 0 when the configured server answers GET /, 1 otherwise.
+    Healthcheck,
+    /// Print the effective settings and where each value came from (secrets redacted).
+    Config(cli::config::ConfigArgs),
+    /// Copy the live database to FILE (SQLite online backup; the server keeps serving).
+    Backup(cli::backup::BackupArgs),
 }
 
-fn load(global: &Global) -> Result<Settings, String> {
-    let file = match &global.config {
-        Some(p) => ConfigFile::Named(p.clone()),
-        None => ConfigFile::Default,
-    };
-    Settings::load(
-        &file,
-        &Overrides {
-            host: global.host.clone(),
-            port: global.port,
-            db: global.db.clone(),
-        },
-    )
+impl Global {
+    fn source(&self) -> Source {
+        let file = match &self.config {
+            Some(p) => ConfigFile::Named(p.clone()),
+            None => ConfigFile::Default,
+        };
+        let mut flags = Vec::new();
+        if self.host.is_some() {
+            flags.push(("server.host", "--host"));
+        }
+        if self.port.is_some() {
+            flags.push(("server.port", "--port"));
+        }
+        if self.db.is_some() {
+            flags.push(("database.path", "--db"));
+        }
+        if self.ephemeral {
+            flags.push(("database.path", "--ephemeral"));
+        }
+        let db = if self.ephemeral {
+            Some(":memory:".to_owned())
+        } else {
+            self.db.clone()
+        };
+        Source {
+            file,
+            overrides: Overrides {
+                host: self.host.clone(),
+                port: self.port,
+                db,
+            },
+            flags,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match load(&cli.global) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The server logs every request; the other commands only say what went wrong.
+    let level = if matches!(command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let source = cli.global.source();
+    if let Command::Config(args) = command {
+        return finish(cli::config::run(
+            &source,
+            args,
+            &mut std::io::stdout().lock(),
+        ));
+    }
+    let settings = match source.load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("appmixer-auth: {e}");
-            return ExitCode::from(2);
+            // A health check knows only healthy (0) or not (1); Docker reserves 2.
+            let code = if matches!(command, Command::Healthcheck) {
+                cli::EXIT_FAILURE
+            } else {
+                cli::EXIT_USAGE
+            };
+            return ExitCode::from(code);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    let out = &mut std::io::stdout().lock();
+    match command {
         Command::Serve => serve(settings),
+        Command::Users { command } => finish(cli::users::run(&settings, command, out)),
+        Command::Token(args) => finish(cli::token::run(&settings, args, out)),
+        Command::Healthcheck => finish(cli::health::run(&settings, out)),
+        Command::Backup(args) => finish(cli::backup::run(&settings, args, out)),
+        Command::Config(_) => unreachable!("handled before the settings are checked"),
+    }
+}
+
+/// The exit code of a command; its error goes to stderr as `appmixer-auth: …`.
+fn finish(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `appmixer-auth users list | head` closes the pipe early: not an error.
+        Err(e) if e.message.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("appmixer-auth: {e}");
+            ExitCode::from(e.code)
+        }
     }
 }
 

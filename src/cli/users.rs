@@ -1,0 +1,428 @@
+//! `users add|list|show|set-password|delete|reset`: the users table from the command line,
+//! with the same validation as the API.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use rusqlite::TransactionBehavior;
+use serde_json::{Value, json};
+
+use super::{CliError, CliResult, confirm, find_user, format_time, password_or_stdin, write_table};
+use crate::db::users::{self, Filter, ListQuery, PasswordHash, SORT_FIELDS, User};
+use crate::domain::{Email, Password, UserId, Username};
+use crate::fixtures;
+use crate::settings::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (the password is read from stdin unless --password is given).
+    Add(AddArgs),
+    /// List users as a table (or --json).
+    List(ListArgs),
+    /// Show one user, by id, username or email.
+    Show(ShowArgs),
+    /// Set a user's password (read from stdin unless --password is given).
+    SetPassword(SetPasswordArgs),
+    /// Delete a user, by id, username or email.
+    Delete(DeleteArgs),
+    /// Write every user, password hashes included, as JSON (to FILE, or stdout).
+    Export(super::transfer::ExportArgs),
+    /// Create or update users from an export (one transaction: all or nothing).
+    Import(super::transfer::ImportArgs),
+    /// Delete every user not declared in the settings file's [[users]], then re-apply those.
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new user's username.
+    pub username: String,
+    /// Email address; defaults to the username when that is an email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Password (at least 5 characters, at most 72 bytes); read from stdin when left out.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Scopes, comma-separated (default `user`).
+    #[arg(long, value_delimiter = ',')]
+    pub scope: Option<Vec<String>>,
+    /// Plan (default `free`).
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Vendor (default: tenant.default_user_vendor).
+    #[arg(long)]
+    pub vendor: Option<String>,
+    /// Metadata, a JSON object (default `{}`).
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// Mark the user active (isActive: true).
+    #[arg(long)]
+    pub active: bool,
+    /// A fixed 24-hex id instead of a generated one.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print the new user as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only users whose username or email contains this text (any case).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// `field:value`, repeatable: scope, plan, vendor, isActive, username, email.
+    #[arg(long = "filter", value_name = "FIELD:VALUE")]
+    pub filters: Vec<String>,
+    /// `field` or `field:1|-1`, e.g. `created:-1` (default `created:1`).
+    #[arg(long, value_name = "FIELD[:1|-1]")]
+    pub sort: Option<String>,
+    /// At most this many users (default: all).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Skip this many users first.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// Print a JSON array of users, as `GET /users` answers.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Id, username or email.
+    pub user: String,
+    /// Print the user as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    /// Id, username or email.
+    pub user: String,
+    /// The new password; read from stdin when left out.
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Id, username or email.
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+pub fn run(settings: &Settings, command: UsersCommand, out: &mut dyn Write) -> CliResult {
+    match command {
+        UsersCommand::Add(a) => add(settings, a, out),
+        UsersCommand::List(a) => list(settings, a, out),
+        UsersCommand::Show(a) => show(settings, a, out),
+        UsersCommand::SetPassword(a) => set_password(settings, a, out),
+        UsersCommand::Delete(a) => delete(settings, a, out),
+        UsersCommand::Export(a) => super::transfer::export(settings, a, out),
+        UsersCommand::Import(a) => super::transfer::import(settings, a, out),
+        UsersCommand::Reset(a) => reset(settings, a, out),
+    }
+}
+
+fn arg_err(flag: &str) -> impl Fn(crate::error::ApiError) -> CliError + '_ {
+    move |e| CliError::usage(format!("{flag}: {e}"))
+}
+
+fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
+    let username = Username::parse(&a.username).map_err(arg_err("USERNAME"))?;
+    let email = match &a.email {
+        Some(e) => Email::parse(e).map_err(arg_err("--email"))?,
+        None => Email::parse(&a.username).map_err(|_| {
+            CliError::usage("--email is required when the username is not an email address")
+        })?,
+    };
+    let id = match &a.id {
+        Some(id) => UserId::parse(id).map_err(arg_err("--id"))?,
+        None => UserId::generate(),
+    };
+    let scope = a.scope.unwrap_or_else(|| vec!["user".into()]);
+    if scope.iter().any(|s| s.trim().is_empty()) {
+        return Err(CliError::usage("--scope: entries must not be empty"));
+    }
+    let plan = a.plan.unwrap_or_else(|| "free".into());
+    if plan.trim().is_empty() {
+        return Err(CliError::usage("--plan: must not be empty"));
+    }
+    let metadata = match &a.metadata {
+        None => json!({}),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) if v.is_object() => v,
+            _ => return Err(CliError::usage("--metadata: must be a JSON object")),
+        },
+    };
+    let password = password_or_stdin(a.password, "Password")?;
+    let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
+
+    let pool = super::connect(settings)?;
+    let conn = pool.get()?;
+    // Checked before paying for the hash; the unique indexes still decide a race.
+    if let Some(conflict) = users::taken(&conn, username.as_str(), email.as_str())? {
+        return Err(conflict.into());
+    }
+    if users::find_by_id(&conn, &id)?.is_some() {
+        return Err(CliError::failure(format!(
+            "a user with id {id} already exists"
+        )));
+    }
+    let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
+        .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
+    let now = users::now_ms();
+    let user = User {
+        id,
+        username: username.as_str().to_owned(),
+        email: email.as_str().to_owned(),
+        password_hash: PasswordHash(hash),
+        is_active: a.active,
+        scope,
+        plan,
+        vendor: a
+            .vendor
+            .or_else(|| settings.tenant.default_user_vendor.clone()),
+        metadata,
+        created: now,
+        mtime: now,
+    };
+    users::insert(&conn, &user)?;
+    write_user(out, &user, a.json)
+}
+
+/// Parses `field:value` as the admin API's `filter` does.
+pub fn parse_filter(text: &str) -> CliResult<Filter> {
+    let bad = || {
+        CliError::usage(format!(
+            "--filter `{text}`: expected FIELD:VALUE with FIELD one of scope, plan, vendor, isActive, username, email"
+        ))
+    };
+    let (field, value) = text.split_once(':').ok_or_else(bad)?;
+    let value = value.to_owned();
+    Ok(match field {
+        "scope" => Filter::Scope(value),
+        "plan" => Filter::Plan(value),
+        "vendor" => Filter::Vendor(value),
+        "username" => Filter::Username(value),
+        "email" => Filter::Email(value),
+        "isActive" => match value.as_str() {
+            "true" => Filter::IsActive(true),
+            "false" => Filter::IsActive(false),
+            _ => {
+                return Err(CliError::usage(format!(
+                    "--filter `{text}`: isActive is true or false"
+                )));
+            }
+        },
+        _ => return Err(bad()),
+    })
+}
+
+/// Parses `field`, `field:1` or `field:-1`.
+pub fn parse_sort(text: &str) -> CliResult<(&'static str, bool)> {
+    let (field, dir) = text.split_once(':').unwrap_or((text, "1"));
+    let ascending = match dir {
+        "1" => true,
+        "-1" => false,
+        _ => {
+            return Err(CliError::usage(format!(
+                "--sort `{text}`: direction is 1 or -1"
+            )));
+        }
+    };
+    let column = SORT_FIELDS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, column)| *column)
+        .ok_or_else(|| {
+            let names: Vec<&str> = SORT_FIELDS.iter().map(|(n, _)| *n).collect();
+            CliError::usage(format!(
+                "--sort `{text}`: unknown field; one of {}",
+                names.join(", ")
+            ))
+        })?;
+    Ok((column, ascending))
+}
+
+fn list(settings: &Settings, a: ListArgs, out: &mut dyn Write) -> CliResult {
+    let query = ListQuery {
+        limit: a.limit.unwrap_or(u32::MAX),
+        offset: a.offset,
+        sort: match &a.sort {
+            Some(s) => parse_sort(s)?,
+            None => ("created", true),
+        },
+        pattern: a.pattern.filter(|p| !p.is_empty()),
+        filters: a
+            .filters
+            .iter()
+            .map(|f| parse_filter(f))
+            .collect::<CliResult<_>>()?,
+    };
+    let pool = super::connect(settings)?;
+    let found = users::list(&*pool.get()?, &query)?;
+    if a.json {
+        let public: Vec<_> = found.iter().map(User::public).collect();
+        serde_json::to_writer_pretty(&mut *out, &public).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if found.is_empty() {
+        eprintln!("no users");
+        return Ok(());
+    }
+    let mut rows = vec![
+        [
+            "ID", "USERNAME", "EMAIL", "ACTIVE", "SCOPE", "PLAN", "VENDOR", "CREATED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for u in &found {
+        rows.push(vec![
+            u.id.to_string(),
+            u.username.clone(),
+            u.email.clone(),
+            yes_no(u.is_active).into(),
+            u.scope.join(","),
+            u.plan.clone(),
+            u.vendor.clone().unwrap_or_else(|| "-".into()),
+            format_time(u.created),
+        ]);
+    }
+    write_table(out, &rows)?;
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// One user as `key  value` lines, or as the API's public JSON.
+fn write_user(out: &mut dyn Write, u: &User, as_json: bool) -> CliResult {
+    if as_json {
+        serde_json::to_writer_pretty(&mut *out, &u.public()).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = [
+        ("id", u.id.to_string()),
+        ("username", u.username.clone()),
+        ("email", u.email.clone()),
+        ("active", yes_no(u.is_active).into()),
+        ("scope", u.scope.join(",")),
+        ("plan", u.plan.clone()),
+        ("vendor", u.vendor.clone().unwrap_or_else(|| "-".into())),
+        ("metadata", u.metadata.to_string()),
+        ("created", format_time(u.created)),
+        ("modified", format_time(u.mtime)),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_owned(), v])
+    .collect();
+    write_table(out, &rows)?;
+    Ok(())
+}
+
+fn show(settings: &Settings, a: ShowArgs, out: &mut dyn Write) -> CliResult {
+    let pool = super::connect(settings)?;
+    let user = find_user(&*pool.get()?, &a.user)?;
+    write_user(out, &user, a.json)
+}
+
+fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) -> CliResult {
+    let password = password_or_stdin(a.password, "New password")?;
+    let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
+    let pool = super::connect(settings)?;
+    let conn = pool.get()?;
+    let user = find_user(&conn, &a.user)?;
+    let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
+        .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
+    if !users::set_password_hash(&conn, &user.id, &hash)? {
+        return Err(CliError::failure(format!(
+            "user {} was deleted meanwhile",
+            user.id
+        )));
+    }
+    writeln!(out, "password set for {} ({})", user.username, user.id)?;
+    Ok(())
+}
+
+fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult {
+    let pool = super::connect(settings)?;
+    let conn = pool.get()?;
+    let user = find_user(&conn, &a.user)?;
+    if !users::delete(&conn, &user.id)? {
+        return Err(CliError::failure(format!(
+            "user {} was deleted meanwhile",
+            user.id
+        )));
+    }
+    writeln!(out, "deleted {} ({})", user.username, user.id)?;
+    Ok(())
+}
+
+/// The ids of the users the settings file declares: their fixed id, else the stored user of
+/// that username.
+fn declared_ids(conn: &rusqlite::Connection, settings: &Settings) -> CliResult<Vec<UserId>> {
+    let mut keep = Vec::new();
+    for f in &settings.users {
+        match &f.id {
+            Some(id) => keep.push(UserId::parse(id)?),
+            None => {
+                if let Some(u) = users::find_by_username(conn, &f.username)? {
+                    keep.push(u.id);
+                }
+            }
+        }
+    }
+    Ok(keep)
+}
+
+fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
+    let pool = super::connect(settings)?;
+    let mut conn = pool.get()?;
+    if !a.yes {
+        let keep = declared_ids(&conn, settings)?;
+        let total = users::count(&conn, &ListQuery::default())?;
+        let kept = keep
+            .iter()
+            .map(|id| users::find_by_id(&conn, id).map(|u| u.is_some()))
+            .collect::<Result<Vec<bool>, _>>()?
+            .into_iter()
+            .filter(|&found| found)
+            .count() as u64;
+        let doomed = total.saturating_sub(kept);
+        if doomed > 0 && !confirm(&format!("Delete {doomed} users?"))? {
+            return Err(CliError::failure("nothing deleted"));
+        }
+    }
+    // Immediate: the transaction reads before it writes, and a deferred one could not then
+    // wait for the server's writer (SQLite answers busy at once on that upgrade).
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let keep = declared_ids(&tx, settings)?;
+    let removed = users::delete_all_except(&tx, &keep)?;
+    tx.commit()?;
+    let report = fixtures::apply(
+        &mut conn,
+        &settings.users,
+        settings.auth.bcrypt_cost,
+        settings.tenant.default_user_vendor.as_deref(),
+    )
+    .map_err(|e| CliError::failure(format!("fixture users: {e}")))?;
+    writeln!(
+        out,
+        "removed {removed} users; declared users: {} created, {} updated, {} unchanged",
+        report.created, report.updated, report.unchanged
+    )?;
+    Ok(())
+}
