@@ -1,0 +1,419 @@
+//! `users add|list|show|set-password|delete|reset`.
+
+use serde_json::{Value, json};
+
+use crate::{Place, assert_success, sign_in, stderr, stdout};
+
+#[test]
+fn users_add_creates_users_who_sign_in_over_http_with_flag_or_stdin_passwords() {
+    let place = Place::new();
+    let out = place.ok(&[
+        "users",
+        "add",
+        "ann@example.com",
+        "--password",
+        "flag-pass-1",
+        "--scope",
+        "user,admin",
+        "--plan",
+        "pro",
+        "--active",
+        "--metadata",
+        r#"{"team": "red"}"#,
+    ]);
+    assert!(out.contains("username  ann@example.com"), "{out}");
+    // Without --password, one line from stdin; spaces inside are kept.
+    let out = place.run_with_input(
+        &[
+            "users",
+            "add",
+            "bob",
+            "--email",
+            "bob@example.com",
+            "--json",
+        ],
+        "stdin pass 2\n",
+    );
+    assert_success(&out, &["users", "add", "bob"]);
+    let bob: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bob["email"], "bob@example.com");
+    assert_eq!(bob["scope"], json!(["user"]));
+    assert_eq!(bob["plan"], "free");
+    assert_eq!(bob["isActive"], false);
+    assert!(bob.get("passwordHash").is_none());
+
+    let server = place.serve(&[]);
+    let (status, body) = sign_in(&server, "ann@example.com", "flag-pass-1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["scope"], json!(["user", "admin"]));
+    assert_eq!(body["user"]["plan"], "pro");
+    assert_eq!(body["user"]["isActive"], true);
+    assert_eq!(body["user"]["metadata"], json!({"team": "red"}));
+    assert_eq!(sign_in(&server, "bob", "stdin pass 2").0, 200);
+    assert_eq!(sign_in(&server, "bob", "stdin pass").0, 403);
+}
+
+#[test]
+fn users_add_validates_like_the_api_and_exits_2_without_creating_anything() {
+    let place = Place::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "users",
+                "add",
+                "ann",
+                "--email",
+                "nope",
+                "--password",
+                "abc321",
+            ],
+            "email",
+        ),
+        (
+            &[
+                "users",
+                "add",
+                " ann",
+                "--email",
+                "a@example.com",
+                "--password",
+                "abc321",
+            ],
+            "username",
+        ),
+        (
+            &[
+                "users",
+                "add",
+                "ann",
+                "--email",
+                "a@example.com",
+                "--password",
+                "abc",
+            ],
+            "at least 5",
+        ),
+        (&["users", "add", "ann", "--password", "abc321"], "--email"),
+        (
+            &[
+                "users",
+                "add",
+                "ann",
+                "--email",
+                "a@example.com",
+                "--password",
+                &"x".repeat(73),
+            ],
+            "72 bytes",
+        ),
+        (
+            &[
+                "users",
+                "add",
+                "ann",
+                "--email",
+                "a@example.com",
+                "--password",
+                "abc321",
+                "--metadata",
+                "[1]",
+            ],
+            "--metadata",
+        ),
+        (
+            &[
+                "users",
+                "add",
+                "ann",
+                "--email",
+                "a@example.com",
+                "--id",
+                "xyz",
+                "--password",
+                "abc321",
+            ],
+            "--id",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = place.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("appmixer-auth: "), "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // No password at all: stdin is empty.
+    let out = place.run(&["users", "add", "ann@example.com"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("password"), "{}", stderr(&out));
+    assert_eq!(place.json(&["users", "list", "--json"]), json!([]));
+}
+
+#[test]
+fn a_taken_username_or_email_exits_1_naming_it() {
+    let place = Place::new();
+    place.ok(&[
+        "users",
+        "add",
+        "ann",
+        "--email",
+        "ann@example.com",
+        "--password",
+        "abc321",
+    ]);
+    let out = place.run(&[
+        "users",
+        "add",
+        "ann",
+        "--email",
+        "x@example.com",
+        "--password",
+        "abc321",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Username already taken"),
+        "{}",
+        stderr(&out)
+    );
+    let out = place.run(&[
+        "users",
+        "add",
+        "x",
+        "--email",
+        "ann@example.com",
+        "--password",
+        "abc321",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Email already taken"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn add(place: &Place, name: &str, scope: &str) {
+    place.ok(&[
+        "users",
+        "add",
+        name,
+        "--email",
+        &format!("{name}@example.com"),
+        "--password",
+        "abc321",
+        "--scope",
+        scope,
+    ]);
+}
+
+#[test]
+fn users_list_prints_a_table_or_json_filtered_sorted_and_paged() {
+    let place = Place::new();
+    let out = place.run(&["users", "list"]);
+    assert_success(&out, &["users", "list"]);
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("no users"));
+    add(&place, "carol", "user");
+    add(&place, "alice", "user,admin");
+    add(&place, "bob", "user");
+
+    let table = place.ok(&["users", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("ID "), "{table}");
+    for column in ["USERNAME", "EMAIL", "ACTIVE", "SCOPE", "PLAN", "CREATED"] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    // Creation order by default.
+    assert!(
+        lines[1].contains("carol") && lines[3].contains("bob"),
+        "{table}"
+    );
+    assert!(lines[2].contains("user,admin"), "{table}");
+
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["users", "list", "--json"];
+        all.extend_from_slice(args);
+        place
+            .json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&[]), ["carol", "alice", "bob"]);
+    assert_eq!(names(&["--filter", "scope:admin"]), ["alice"]);
+    assert_eq!(names(&["--pattern", "B"]), ["bob"]);
+    assert_eq!(names(&["--sort", "username:-1"]), ["carol", "bob", "alice"]);
+    assert_eq!(
+        names(&["--sort", "username", "--limit", "1", "--offset", "1"]),
+        ["bob"]
+    );
+    let full = place.json(&["users", "list", "--json"]);
+    assert!(full[0].get("passwordHash").is_none());
+    assert_eq!(full[0]["email"], "carol@example.com");
+
+    let out = place.run(&["users", "list", "--sort", "password"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = place.run(&["users", "list", "--filter", "colour:red"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn users_show_finds_a_user_by_id_username_or_email() {
+    let place = Place::new();
+    add(&place, "ann", "user");
+    let by_name = place.json(&["users", "show", "ann", "--json"]);
+    let id = by_name["id"].as_str().unwrap();
+    assert_eq!(place.json(&["users", "show", id, "--json"]), by_name);
+    assert_eq!(
+        place.json(&["users", "show", "ann@example.com", "--json"]),
+        by_name
+    );
+    let text = place.ok(&["users", "show", "ann"]);
+    assert!(text.contains(&format!("id        {id}")), "{text}");
+    assert!(text.contains("created   20"), "{text}");
+    let out = place.run(&["users", "show", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nobody"), "{}", stderr(&out));
+}
+
+#[test]
+fn set_password_replaces_the_password_from_stdin_or_the_flag() {
+    let place = Place::new();
+    add(&place, "ann", "user");
+    let out = place.run_with_input(&["users", "set-password", "ann"], "new-secret-1\n");
+    assert_success(&out, &["users", "set-password"]);
+    assert!(stdout(&out).contains("password set for ann"));
+    let out = place.run(&["users", "set-password", "ann", "--password", "abc"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = place.run(&["users", "set-password", "nobody", "--password", "abcdef"]);
+    assert_eq!(out.status.code(), Some(1));
+    let server = place.serve(&[]);
+    assert_eq!(sign_in(&server, "ann", "new-secret-1").0, 200);
+    assert_eq!(sign_in(&server, "ann", "abc321").0, 403);
+    drop(server);
+    place.ok(&[
+        "users",
+        "set-password",
+        "ann@example.com",
+        "--password",
+        "flag-secret",
+    ]);
+    let server = place.serve(&[]);
+    assert_eq!(sign_in(&server, "ann", "flag-secret").0, 200);
+}
+
+#[test]
+fn users_delete_removes_the_user_and_then_it_is_not_found() {
+    let place = Place::new();
+    add(&place, "ann", "user");
+    add(&place, "bob", "user");
+    let id = place.json(&["users", "show", "ann", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = place.ok(&["users", "delete", &id]);
+    assert!(out.contains("deleted ann"), "{out}");
+    let out = place.run(&["users", "delete", "ann"]);
+    assert_eq!(out.status.code(), Some(1));
+    let left = place.json(&["users", "list", "--json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["username"], "bob");
+}
+
+#[test]
+fn users_reset_keeps_only_declared_users_after_confirmation() {
+    let place = Place::new();
+    place.write(
+        "appmixer.toml",
+        r#"
+[[users]]
+id = "5c88c7cc04a917256c726c3d"
+username = "admin@example.com"
+email = "admin@example.com"
+password = "admin-pass"
+scope = ["user", "admin"]
+"#,
+    );
+    // The declared user is made by the server at start.
+    drop(place.serve(&[]));
+    add(&place, "ann", "user");
+    add(&place, "bob", "user");
+    // The declared user drifted from the file.
+    place.ok(&[
+        "users",
+        "set-password",
+        "admin@example.com",
+        "--password",
+        "changed-pass",
+    ]);
+
+    let out = place.run_with_input(&["users", "reset"], "n\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Delete 2 users? [y/N]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        place
+            .json(&["users", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // No answer at all (stdin closed) is no as well.
+    assert_eq!(place.run(&["users", "reset"]).status.code(), Some(1));
+
+    let out = place.run_with_input(&["users", "reset"], "y\n");
+    assert_success(&out, &["users", "reset"]);
+    assert!(
+        stdout(&out).starts_with("removed 2 users"),
+        "{}",
+        stdout(&out)
+    );
+    let left = place.json(&["users", "list", "--json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["id"], "5c88c7cc04a917256c726c3d");
+    // ...and the file's password is back.
+    let server = place.serve(&[]);
+    assert_eq!(sign_in(&server, "admin@example.com", "admin-pass").0, 200);
+    drop(server);
+
+    add(&place, "carol", "user");
+    let out = place.ok(&["users", "reset", "--yes"]);
+    assert!(out.starts_with("removed 1 users"), "{out}");
+}
+
+#[test]
+fn ephemeral_keeps_the_database_in_memory() {
+    let place = Place::new();
+    place.ok(&[
+        "--ephemeral",
+        "users",
+        "add",
+        "ann@example.com",
+        "--password",
+        "abc321",
+    ]);
+    assert_eq!(
+        place.json(&["--ephemeral", "users", "list", "--json"]),
+        json!([])
+    );
+    assert!(!place.path("appmixer.db").exists());
+    let server = place.serve(&["--ephemeral"]);
+    let (status, _) = crate::http(
+        "POST",
+        &format!("{}/user", server.url),
+        None,
+        Some(json!({"username": "x@example.com", "email": "x@example.com", "password": "abc321"})),
+    );
+    assert_eq!(status, 200);
+    assert!(!place.path("appmixer.db").exists());
+    let out = place.run(&["--ephemeral", "--db", "x.db", "users", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+}
