@@ -34,8 +34,17 @@ pub struct Settings {
     pub tenant: TenantSettings,
     pub cors: CorsSettings,
     pub fixtures: FixturesSettings,
+    pub log: LogSettings,
     /// Declared users (`[[users]]`), applied at every start.
     pub users: Vec<FixtureUser>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `"text"` (default) or `"json"`: one JSON object per line with time, level, target,
+    /// message and, for requests, method, path, status, duration_ms and client.
+    pub format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,6 +66,9 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +77,7 @@ impl Default for ServerSettings {
             host: "127.0.0.1".into(),
             port: 2200,
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -399,6 +412,7 @@ impl Settings {
                 self.tenant.version
             ));
         }
+        crate::net::TrustedProxies::parse(&self.server.trusted_proxies)?;
         fixtures::validate(&self.users)?;
         if self.fixtures.api && !self.fixtures.allow_remote && !is_loopback(&self.server.host) {
             return Err(format!(

@@ -7,7 +7,7 @@ use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
-use actix_web::middleware::{Logger, Next, from_fn};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
@@ -29,6 +29,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub deletions: users::DeleteTickets,
     pub limiter: Limiter,
+    pub trusted_proxies: crate::net::TrustedProxies,
 }
 
 impl AppState {
@@ -75,8 +76,17 @@ impl AppState {
                 settings.auth.max_failed_attempts,
                 Duration::from_secs(settings.auth.lockout_window.0),
             ),
+            trusted_proxies: crate::net::TrustedProxies::parse(&settings.server.trusted_proxies)
+                .map_err(anyhow::Error::msg)?,
             settings,
         })
+    }
+}
+
+impl AppState {
+    /// What SIGHUP does: reload the TLS certificate and key when TLS is on.
+    pub fn reload(&self) {
+        log::info!("SIGHUP received: nothing to reload without TLS");
     }
 }
 
@@ -108,10 +118,7 @@ impl Application {
                 })
                 .default_service(web::to(meta::not_found))
                 .wrap(cors(&data.settings))
-                .wrap(
-                    Logger::new("%{method}xi %U %s %Dms")
-                        .custom_request_replace("method", |req| req.method().to_string()),
-                )
+                .wrap(from_fn(crate::logging::log_request))
                 .wrap(from_fn(boom_everything))
         })
         // Slow or silent clients are cut off instead of holding a connection forever.
@@ -154,7 +161,20 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (finishing requests in flight, at most 10 s) or `handle().stop()`.
+    /// SIGHUP reloads what can be reloaded without a restart instead of ending the process.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let state = self.state.clone();
+            if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+                actix_web::rt::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        state.reload();
+                    }
+                });
+            }
+        }
         self.server.await
     }
 }

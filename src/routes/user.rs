@@ -1,7 +1,5 @@
 //! `/user`: sign in, create a user, read the current user.
 
-use std::net::IpAddr;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -15,11 +13,6 @@ use crate::startup::AppState;
 
 /// One answer for unknown users and wrong passwords alike, so neither can be told apart.
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
-
-/// The address the request came from (the TCP peer).
-pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
-}
 
 /// `POST /user/auth`: `password` and `username` or `email` → `{user, token}`.
 pub async fn sign_in(
@@ -43,7 +36,10 @@ pub async fn sign_in(
     };
     let attempt = state
         .limiter
-        .begin(&identifier, client_address(&req))
+        .begin(
+            &identifier,
+            crate::net::client_ip(&req, &state.trusted_proxies),
+        )
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
 
     // `username` wins when both are given (decided; the engine's rule is not public).

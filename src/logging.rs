@@ -1,0 +1,98 @@
+//! Logs: env_logger (`RUST_LOG`, default `info`) in text, or one JSON object per line for log
+//! shippers; and the request log line, which never carries a body, a token or a query string.
+
+use std::io::Write;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::startup::AppState;
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Collects a record's key-values into a JSON object.
+struct Fields<'a>(&'a mut Map<String, Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let v = if let Some(n) = value.to_u64() {
+            Value::from(n)
+        } else if let Some(f) = value.to_f64() {
+            Value::from(f)
+        } else {
+            Value::from(value.to_string())
+        };
+        self.0.insert(key.to_string(), v);
+        Ok(())
+    }
+}
+
+/// Starts logging once for the process (later calls are ignored, for tests).
+pub fn init(format: LogFormat) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    match format {
+        LogFormat::Text => builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        }),
+        LogFormat::Json => builder.format(|buf, record| {
+            let mut obj = Map::new();
+            obj.insert("time".into(), buf.timestamp_millis().to_string().into());
+            obj.insert("level".into(), record.level().as_str().into());
+            obj.insert("target".into(), record.target().into());
+            obj.insert("message".into(), record.args().to_string().into());
+            let _ = record.key_values().visit(&mut Fields(&mut obj));
+            writeln!(buf, "{}", Value::Object(obj))
+        }),
+    };
+    let _ = builder.try_init();
+}
+
+/// One line per request: method, path (never the query string, which may hold a token),
+/// status, duration and client address.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let client = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| crate::net::client_ip(req.request(), &state.trusted_proxies))
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    log::info!(
+        target: "appmixer_auth::request",
+        method = method.as_str(), path = path.as_str(), status = status,
+        duration_ms = (ms * 1000.0).round() / 1000.0, client = client.as_str();
+        "{method} {path} {status} {ms:.3}ms {client}"
+    );
+    Ok(res)
+}
