@@ -2,4 +2,17 @@
 # The test command: installs what the tests need, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# The browser tests (tests/browser) drive headless Chromium through chromedriver: Debian's
+# packages, installed once. Without them the tests skip, except under CI, where they fail.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing chromium and chromium-driver"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "test.sh: chromium or chromedriver is missing; install both to run the browser tests" >&2
+    fi
+fi
+
 cargo test

@@ -199,11 +199,13 @@ pub const API_ROUTES: &[(&str, &str)] = &[
 
 /// The route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // `/` answers the version JSON to API clients and the sign-in page to browsers.
     cfg.service(
         web::resource("/")
-            .route(web::get().to(meta::version))
+            .route(crate::routes::pages::get_or_head().to(crate::routes::pages::home))
             .default_service(web::to(meta::method_not_allowed("GET, HEAD"))),
     )
+    .configure(crate::routes::pages::routes)
     .service(
         web::resource("/openapi.json")
             .route(web::get().to(meta::openapi))

@@ -2,6 +2,7 @@
 
 pub mod fixtures;
 pub mod meta;
+pub mod pages;
 pub mod user;
 pub mod users;
 
