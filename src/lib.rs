@@ -10,6 +10,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod fixtures;
+pub mod logging;
+pub mod net;
 pub mod routes;
 pub mod settings;
 pub mod startup;
