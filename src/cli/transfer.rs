@@ -162,8 +162,9 @@ fn progress_bar(len: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    // Short enough for an 80-column terminal, where a wrapped bar would redraw badly.
     if let Ok(style) =
-        ProgressStyle::with_template("importing {bar:40} {pos}/{len} users ({per_sec}, {eta} left)")
+        ProgressStyle::with_template("importing {bar:24} {human_pos}/{human_len} users, {eta} left")
     {
         bar.set_style(style);
     }
