@@ -16,3 +16,10 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 
 cargo test
+
+# The example suites of "Use it in your test suite", against the binary cargo test just built.
+echo "== examples/node (node:test)"
+(cd examples/node && npm test --silent)
+echo "== examples/python (pytest)"
+python3 -m pip install -q -r examples/python/requirements.txt
+python3 -m pytest -q examples/python

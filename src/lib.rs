@@ -16,3 +16,4 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod testing;
+pub mod tls;

@@ -43,10 +43,11 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
     }
 }
 
-/// Starts logging once for the process (later calls are ignored, for tests).
-pub fn init(format: LogFormat) {
+/// Starts logging once for the process (later calls are ignored, for tests). `RUST_LOG`
+/// overrides `default_level`.
+pub fn init(format: LogFormat, default_level: &str) {
     let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
     match format {
         LogFormat::Text => builder.format(|buf, record| {
             writeln!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use appmixer_auth::cli::{self, CliError, Source};
+use appmixer_auth::logging::{self, LogFormat};
 use appmixer_auth::settings::{ConfigFile, Overrides, Settings};
 use appmixer_auth::startup::Application;
 use clap::{Args, Parser, Subcommand};
@@ -39,6 +40,9 @@ struct Global {
     /// Keep the database in memory, gone at exit (database.path = ":memory:").
     #[arg(long, global = true, conflicts_with = "db")]
     ephemeral: bool,
+    /// Serve the fixture API for test suites (fixtures.api = true; loopback only).
+    #[arg(long, global = true)]
+    fixture_api: bool,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +83,9 @@ impl Global {
         if self.ephemeral {
             flags.push(("database.path", "--ephemeral"));
         }
+        if self.fixture_api {
+            flags.push(("fixtures.api", "--fixture-api"));
+        }
         let db = if self.ephemeral {
             Some(":memory:".to_owned())
         } else {
@@ -90,6 +97,7 @@ impl Global {
                 host: self.host.clone(),
                 port: self.port,
                 db,
+                fixture_api: self.fixture_api,
             },
             flags,
         }
@@ -105,9 +113,9 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let source = cli.global.source();
     if let Command::Config(args) = command {
+        logging::init(LogFormat::Text, level);
         return finish(cli::config::run(
             &source,
             args,
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    logging::init(settings.log.format, level);
     let out = &mut std::io::stdout().lock();
     match command {
         Command::Serve => serve(settings),

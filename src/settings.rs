@@ -69,6 +69,17 @@ pub struct ServerSettings {
     /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For`
     /// headers name the client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// HTTPS: when set, the port speaks only TLS with this certificate and key.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first. Reloaded on SIGHUP.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Reloaded on SIGHUP.
+    pub key: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -78,6 +89,7 @@ impl Default for ServerSettings {
             port: 2200,
             workers: 0,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -293,6 +305,8 @@ pub struct Overrides {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub db: Option<String>,
+    /// `--fixture-api`
+    pub fixture_api: bool,
 }
 
 /// Where the settings file comes from.
@@ -350,6 +364,9 @@ impl Settings {
         }
         if let Some(db) = &overrides.db {
             fig = fig.merge(Serialized::default("database.path", db));
+        }
+        if overrides.fixture_api {
+            fig = fig.merge(Serialized::default("fixtures.api", true));
         }
         Ok(fig)
     }

@@ -19,6 +19,8 @@ use crate::error::{INTERNAL_MESSAGE, boom_json};
 use crate::fixtures;
 use crate::routes::{meta, user, users};
 use crate::settings::Settings;
+use crate::tls::ReloadableCert;
+use std::sync::Arc;
 
 /// What every request can reach.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub struct AppState {
     pub deletions: users::DeleteTickets,
     pub limiter: Limiter,
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// The certificate in use when `server.tls` is set.
+    pub tls: Option<Arc<ReloadableCert>>,
 }
 
 impl AppState {
@@ -78,6 +82,10 @@ impl AppState {
             ),
             trusted_proxies: crate::net::TrustedProxies::parse(&settings.server.trusted_proxies)
                 .map_err(anyhow::Error::msg)?,
+            tls: match &settings.server.tls {
+                Some(t) => Some(ReloadableCert::open(&t.cert, &t.key)?),
+                None => None,
+            },
             settings,
         })
     }
@@ -86,7 +94,15 @@ impl AppState {
 impl AppState {
     /// What SIGHUP does: reload the TLS certificate and key when TLS is on.
     pub fn reload(&self) {
-        log::info!("SIGHUP received: nothing to reload without TLS");
+        match &self.tls {
+            Some(cert) => match cert.reload() {
+                Ok(()) => log::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => {
+                    log::error!("SIGHUP: TLS reload failed, the old certificate stays: {e:#}")
+                }
+            },
+            None => log::info!("SIGHUP received: nothing to reload without TLS"),
+        }
     }
 }
 
@@ -107,7 +123,7 @@ impl Application {
         let workers = settings.server.workers;
         let state = web::Data::new(AppState::new(settings)?);
         let data = state.clone();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .configure(routes)
@@ -125,11 +141,16 @@ impl Application {
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
-        .shutdown_timeout(10)
-        .listen(listener)?;
-        if workers > 0 {
-            server = server.workers(workers);
-        }
+        .shutdown_timeout(10);
+        let server = match &state.tls {
+            Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?)?,
+            None => server.listen(listener)?,
+        };
+        let server = if workers > 0 {
+            server.workers(workers)
+        } else {
+            server
+        };
         Ok(Self {
             host,
             port,
@@ -142,12 +163,17 @@ impl Application {
         self.port
     }
 
-    /// `http://HOST:PORT` with the real port.
+    /// `http://HOST:PORT` (or `https://`) with the real port.
     pub fn url(&self) -> String {
-        if self.host.contains(':') {
-            format!("http://[{}]:{}", self.host, self.port)
+        let scheme = if self.state.tls.is_some() {
+            "https"
         } else {
-            format!("http://{}:{}", self.host, self.port)
+            "http"
+        };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
         }
     }
 

@@ -271,3 +271,115 @@ fn request_logs_carry_method_path_status_and_never_secrets() {
     assert!(!out.contains(signature), "token in the log");
     assert!(!out.contains("$2b$"), "hash in the log");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"])
+        .env("APPMIXER_LOG__FORMAT", "json");
+    let server = launch(cmd);
+    get_json(&format!("{}/", server.url));
+    let mut request_line = None;
+    for _ in 0..50 {
+        let log = server.stderr.lock().unwrap().clone();
+        request_line = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["target"] == "appmixer_auth::request");
+        if request_line.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = server.stderr.lock().unwrap().clone();
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        for key in ["time", "level", "target", "message"] {
+            assert!(v.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    let req = request_line.expect("a request log line");
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["path"], "/");
+    assert_eq!(req["status"], 200);
+    assert!(req["duration_ms"].is_number());
+    assert_eq!(req["client"], "127.0.0.1");
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, old_pem) = crate::tls::write_cert(dir.path(), "server");
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"])
+        .env("APPMIXER_SERVER__TLS__CERT", &tls.cert)
+        .env("APPMIXER_SERVER__TLS__KEY", &tls.key);
+    let mut server = launch(cmd);
+    assert!(server.url.starts_with("https://"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = server.url.clone();
+        assert_eq!(
+            crate::tls::get_root(&mut crate::tls::connect(&url, &old_pem).await.unwrap())
+                .await
+                .unwrap(),
+            200
+        );
+        let (fresh, new_pem) = crate::tls::write_cert(dir.path(), "renewed");
+        std::fs::copy(&fresh.cert, &tls.cert).unwrap();
+        std::fs::copy(&fresh.key, &tls.key).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut served_new = false;
+        for _ in 0..100 {
+            if let Ok(mut c) = crate::tls::connect(&url, &new_pem).await
+                && crate::tls::get_root(&mut c).await.ok() == Some(200)
+            {
+                served_new = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(served_new, "the renewed certificate is served after SIGHUP");
+    });
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop the server"
+    );
+}
+
+#[test]
+fn the_fixture_api_flag_turns_the_routes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0", "--db", ":memory:", "--fixture-api"]);
+    let server = launch(cmd);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        client()
+            .post(format!("{}/_fixtures/clock", server.url))
+            .json(&json!({"reset": true}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    // On a non-loopback address without allow_remote, start-up refuses.
+    let out = command(dir.path())
+        .args(["--port", "0", "--host", "0.0.0.0", "--fixture-api"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fixtures.allow_remote"));
+}

@@ -12,5 +12,6 @@ mod helpers;
 mod input;
 mod limits;
 mod openapi;
+mod tls;
 mod tokens;
 mod user;
