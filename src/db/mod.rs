@@ -106,23 +106,28 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Brings the schema up to date. Each step runs in an immediate transaction that re-reads
+/// the version inside it, so two processes opening a new file at once (the server and the
+/// CLI) cannot both run the same step.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        anyhow::bail!(
-            "the database has schema version {version}, newer than this appmixer-auth knows ({}); use a newer build",
-            MIGRATIONS.len()
-        );
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the database has schema version {version}, newer than this appmixer-auth knows ({}); use a newer build",
+                MIGRATIONS.len()
+            );
+        }
+        let Some(sql) = MIGRATIONS.get(version) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
         tx.commit()?;
-        log::info!("database schema migrated to version {}", i + 1);
+        log::info!("database schema migrated to version {}", version + 1);
     }
-    Ok(())
 }
 
 /// The token secret kept in the database: generated once (32 random bytes, hex) and reused, so
@@ -155,4 +160,37 @@ where
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = DatabaseSettings {
+            path: dir.path().join("race.db").to_string_lossy().into_owned(),
+            pool_size: 2,
+        };
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| open(&settings).map(|_| ())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        for result in opened {
+            result.expect("every opener succeeds");
+        }
+        let pool = open(&settings).expect("reopen");
+        let version: i64 = pool
+            .get()
+            .expect("conn")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
 }
