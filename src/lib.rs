@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod fixtures;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod routes;
 pub mod settings;

@@ -81,14 +81,23 @@ pub async fn log_request(
     let started = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let client = req
-        .app_data::<web::Data<AppState>>()
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client = state
+        .as_ref()
         .and_then(|state| crate::net::client_ip(req.request(), &state.trusted_proxies))
         .map(|ip| ip.to_string())
         .unwrap_or_default();
     let res = next.call(req).await?;
     let status = res.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ms = elapsed * 1000.0;
+    if let Some(metrics) = state.as_ref().and_then(|s| s.metrics.as_ref()) {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        metrics.observe_request(&method, &route, status, elapsed);
+    }
     log::info!(
         target: "appmixer_auth::request",
         method = method.as_str(), path = path.as_str(), status = status,

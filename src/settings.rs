@@ -35,8 +35,19 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub fixtures: FixturesSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     /// Declared users (`[[users]]`), applied at every start.
     pub users: Vec<FixtureUser>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve Prometheus metrics at `GET /metrics`.
+    pub enabled: bool,
+    /// Serve them on this separate `HOST:PORT` instead of the API's port (so they need not be
+    /// public), e.g. `127.0.0.1:9100`. Unset: on the API's port.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -430,6 +441,15 @@ impl Settings {
             ));
         }
         crate::net::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        if let Some(listen) = &self.metrics.listen
+            && listen
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "metrics.listen must look like 127.0.0.1:9100, not `{listen}`"
+            ));
+        }
         fixtures::validate(&self.users)?;
         if self.fixtures.api && !self.fixtures.allow_remote && !is_loopback(&self.server.host) {
             return Err(format!(

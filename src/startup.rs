@@ -34,6 +34,8 @@ pub struct AppState {
     pub trusted_proxies: crate::net::TrustedProxies,
     /// The certificate in use when `server.tls` is set.
     pub tls: Option<Arc<ReloadableCert>>,
+    /// Counters and histograms when `metrics.enabled`.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
             ),
             trusted_proxies: crate::net::TrustedProxies::parse(&settings.server.trusted_proxies)
                 .map_err(anyhow::Error::msg)?,
+            metrics: settings.metrics.enabled.then(crate::metrics::Metrics::new),
             tls: match &settings.server.tls {
                 Some(t) => Some(ReloadableCert::open(&t.cert, &t.key)?),
                 None => None,
@@ -92,6 +95,13 @@ impl AppState {
 }
 
 impl AppState {
+    /// Counts a sign-in outcome when metrics are on.
+    pub fn count_sign_in(&self, outcome: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.sign_in(outcome);
+        }
+    }
+
     /// What SIGHUP does: reload the TLS certificate and key when TLS is on.
     pub fn reload(&self) {
         match &self.tls {
@@ -111,6 +121,8 @@ pub struct Application {
     host: String,
     port: u16,
     server: Server,
+    /// The metrics listener when `metrics.listen` is set, and its port.
+    metrics: Option<(Server, u16)>,
     state: web::Data<AppState>,
 }
 
@@ -130,6 +142,9 @@ impl Application {
                 .configure(|cfg| {
                     if data.settings.fixtures.api {
                         crate::routes::fixtures::routes(cfg);
+                    }
+                    if data.settings.metrics.enabled && data.settings.metrics.listen.is_none() {
+                        cfg.route("/metrics", web::get().to(meta::metrics));
                     }
                 })
                 .default_service(web::to(meta::not_found))
@@ -151,12 +166,40 @@ impl Application {
         } else {
             server
         };
+        let metrics = match (&state.settings.metrics.listen, state.metrics.is_some()) {
+            (Some(listen), true) => {
+                let listener = TcpListener::bind(listen.as_str())
+                    .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?;
+                let port = listener.local_addr()?.port();
+                let data = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .route("/metrics", web::get().to(meta::metrics))
+                        .default_service(web::to(meta::not_found))
+                        .wrap(from_fn(boom_everything))
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(2)
+                .listen(listener)?
+                .run();
+                Some((server, port))
+            }
+            _ => None,
+        };
         Ok(Self {
             host,
             port,
             server: server.run(),
+            metrics,
             state,
         })
+    }
+
+    /// The port of the separate metrics listener, when `metrics.listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -201,7 +244,16 @@ impl Application {
                 });
             }
         }
-        self.server.await
+        let stop_metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
+        let result = self.server.await;
+        if let Some(handle) = stop_metrics {
+            handle.stop(true).await;
+        }
+        result
     }
 }
 

@@ -93,7 +93,13 @@ impl TestServerBuilder {
                 actix_web::rt::System::new().block_on(async move {
                     match Application::build(settings) {
                         Ok(app) => {
-                            let _ = tx.send(Ok((app.url(), app.port(), app.state(), app.handle())));
+                            let _ = tx.send(Ok((
+                                app.url(),
+                                app.port(),
+                                app.metrics_port(),
+                                app.state(),
+                                app.handle(),
+                            )));
                             let _ = app.run_until_stopped().await;
                         }
                         Err(e) => {
@@ -102,12 +108,13 @@ impl TestServerBuilder {
                     }
                 });
             })?;
-        let (url, port, state, handle) = rx
+        let (url, port, metrics_port, state, handle) = rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the server thread ended before starting"))??;
         Ok(TestServer {
             url,
             port,
+            metrics_port,
             state,
             handle,
             thread: Some(thread),
@@ -119,6 +126,7 @@ impl TestServerBuilder {
 pub struct TestServer {
     url: String,
     port: u16,
+    metrics_port: Option<u16>,
     state: web::Data<AppState>,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
@@ -155,6 +163,11 @@ impl TestServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, when `metrics.listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -43,3 +43,23 @@ pub async fn openapi() -> HttpResponse {
         ))
         .body(OPENAPI)
 }
+
+/// `GET /metrics` (when `metrics.enabled`): the Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(metrics) = &state.metrics else {
+        return Err(ApiError::NotFound("Not Found".into()));
+    };
+    let users = crate::db::run(&state.pool, |conn| {
+        crate::db::users::count(conn, &crate::db::users::ListQuery::default())
+    })
+    .await?;
+    let body = metrics.render(users, state.hasher.waiting());
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        ))
+        .body(body))
+}

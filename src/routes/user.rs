@@ -40,7 +40,10 @@ pub async fn sign_in(
             &identifier,
             crate::net::client_ip(&req, &state.trusted_proxies),
         )
-        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        .map_err(|retry_after| {
+            state.count_sign_in("rate_limited");
+            ApiError::TooManyRequests { retry_after }
+        })?;
 
     // `username` wins when both are given (decided; the engine's rule is not public).
     let user = db::run(&state.pool, move |conn| match (username, email) {
@@ -54,9 +57,13 @@ pub async fn sign_in(
     let ok = state.hasher.verify(password, hash).await?;
     let user = match user {
         Some(user) if ok => user,
-        _ => return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into())),
+        _ => {
+            state.count_sign_in("failure");
+            return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
+        }
     };
     state.limiter.succeeded(attempt);
+    state.count_sign_in("success");
     let token = state
         .tokens
         .issue(user.id.as_str(), &user.scope)

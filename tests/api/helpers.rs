@@ -13,7 +13,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub dir: TempDir,
-    server: TestServer,
+    pub server: TestServer,
 }
 
 /// Settings for a test: port 0, a database in a fresh temporary directory, bcrypt cost 4 and

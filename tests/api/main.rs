@@ -11,6 +11,7 @@ mod fixtures;
 mod helpers;
 mod input;
 mod limits;
+mod metrics;
 mod openapi;
 mod tls;
 mod tokens;
