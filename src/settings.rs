@@ -538,6 +538,42 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_appmixer_toml_holds_the_defaults_and_names_every_key() {
+        let text = include_str!("../appmixer.toml");
+        let from_file: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .expect("appmixer.toml parses");
+        assert_eq!(
+            serde_json::to_value(&from_file).expect("json"),
+            serde_json::to_value(Settings::default()).expect("json"),
+            "appmixer.toml must show the built-in defaults"
+        );
+        // Every key is documented, set or commented out.
+        fn keys(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = v {
+                for (k, child) in map {
+                    out.push(k.clone());
+                    keys(&format!("{prefix}{k}."), child, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        let mut defaults = serde_json::to_value(Settings::default()).expect("json");
+        defaults["server"]["tls"] = serde_json::json!({"cert": "", "key": ""});
+        keys("", &defaults, &mut all);
+        for key in all {
+            assert!(
+                text.contains(&format!("{key} ="))
+                    || text.contains(&format!("[{key}]"))
+                    || text.contains(&format!(".{key}]"))
+                    || text.contains(&format!("[[{key}]]")),
+                "appmixer.toml does not mention `{key}`"
+            );
+        }
+    }
+
+    #[test]
     fn validation_names_the_setting() {
         let mut s = Settings::default();
         s.auth.bcrypt_cost = 3;
