@@ -383,3 +383,23 @@ fn the_fixture_api_flag_turns_the_routes_on() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fixtures.allow_remote"));
 }
+
+#[test]
+fn a_bcrypt_cost_below_10_warns_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = launch(cmd);
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = server.stderr.lock().unwrap().clone();
+        if log.contains("bcrypt_cost") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        log.contains("WARN") && log.contains("auth.bcrypt_cost is 4"),
+        "{log}"
+    );
+}

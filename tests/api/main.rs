@@ -13,6 +13,7 @@ mod input;
 mod limits;
 mod metrics;
 mod openapi;
+mod proxies;
 mod tls;
 mod tokens;
 mod user;
