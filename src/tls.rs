@@ -36,12 +36,20 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     Ok(ck)
 }
 
-/// The certificate in use, swappable at run time.
-#[derive(Debug)]
+/// The certificate in use, swappable at run time. `Debug` names the files, never the key.
 pub struct ReloadableCert {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for ReloadableCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableCert")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReloadableCert {

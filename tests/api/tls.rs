@@ -164,3 +164,33 @@ fn bad_or_missing_files_stop_start_up_naming_the_setting() {
         .to_string();
     assert!(err.contains("server.tls.key"), "{err}");
 }
+
+#[tokio::test]
+async fn the_debug_output_of_the_server_state_holds_no_secret() {
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, _) = write_cert(certs.path(), "dbg");
+    let key_pem = std::fs::read_to_string(&tls.key).unwrap();
+    let app = spawn_with(|s| {
+        s.server.tls = Some(tls);
+        s.users = vec![crate::admin::admin_fixture()];
+    })
+    .await;
+    let debug = format!("{:?}", app.state);
+    let secret = app
+        .state
+        .settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    assert!(!debug.contains(&secret), "jwt secret in Debug");
+    assert!(!debug.contains("$2b$"), "a hash in Debug");
+    assert!(!debug.contains("root-password"), "a fixture password in Debug");
+    let key_body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!debug.contains(&key_body[..40]), "TLS key in Debug");
+}
