@@ -119,24 +119,32 @@ pub fn conflict_or_internal(e: rusqlite::Error) -> ApiError {
     ApiError::internal(e)
 }
 
+/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`).
+fn values(user: &User) -> Result<[rusqlite::types::Value; 11], ApiError> {
+    use rusqlite::types::Value as V;
+    let scope = serde_json::to_string(&user.scope).map_err(ApiError::internal)?;
+    let metadata = serde_json::to_string(&user.metadata).map_err(ApiError::internal)?;
+    Ok([
+        V::Text(user.id.as_str().to_owned()),
+        V::Text(user.username.clone()),
+        V::Text(user.email.clone()),
+        V::Text(user.password_hash.0.clone()),
+        V::Integer(i64::from(user.is_active)),
+        V::Text(scope),
+        V::Text(user.plan.clone()),
+        user.vendor.clone().map_or(V::Null, V::Text),
+        V::Text(metadata),
+        V::Integer(user.created),
+        V::Integer(user.mtime),
+    ])
+}
+
 pub fn insert(conn: &Connection, user: &User) -> Result<(), ApiError> {
     conn.execute(
         &format!(
             "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ),
-        params![
-            user.id.as_str(),
-            user.username,
-            user.email,
-            user.password_hash.0,
-            user.is_active,
-            serde_json::to_string(&user.scope).map_err(ApiError::internal)?,
-            user.plan,
-            user.vendor,
-            serde_json::to_string(&user.metadata).map_err(ApiError::internal)?,
-            user.created,
-            user.mtime,
-        ],
+        rusqlite::params_from_iter(values(user)?),
     )
     .map_err(conflict_or_internal)?;
     Ok(())
@@ -312,19 +320,7 @@ pub fn replace(conn: &Connection, user: &User) -> Result<bool, ApiError> {
             "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
                  scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11
              WHERE id = ?1",
-            params![
-                user.id.as_str(),
-                user.username,
-                user.email,
-                user.password_hash.0,
-                user.is_active,
-                serde_json::to_string(&user.scope).map_err(ApiError::internal)?,
-                user.plan,
-                user.vendor,
-                serde_json::to_string(&user.metadata).map_err(ApiError::internal)?,
-                user.created,
-                user.mtime,
-            ],
+            rusqlite::params_from_iter(values(user)?),
         )
         .map_err(conflict_or_internal)?;
     Ok(n == 1)

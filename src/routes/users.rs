@@ -273,16 +273,7 @@ pub async fn reset_password(
     })
     .await?
     .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
-    let hash = state.hasher.hash(password).await?;
-    let id = user.id.clone();
-    let user = db::run(&state.pool, move |conn| {
-        if !users::set_password_hash(conn, &id, &hash)? {
-            return Err(ApiError::NotFound("User not found".into()));
-        }
-        users::find_by_id(conn, &id)?.ok_or_else(|| ApiError::NotFound("User not found".into()))
-    })
-    .await?;
-    json_ok(&user.public())
+    set_password(&state, user.id, password).await
 }
 
 /// `POST /user/change-password` (own token): `{"oldPassword", "newPassword"}`.
@@ -301,8 +292,16 @@ pub async fn change_password(
     {
         return Err(ApiError::Forbidden("Old password is incorrect".into()));
     }
-    let hash = state.hasher.hash(new).await?;
-    let id = user.id.clone();
+    set_password(&state, user.id, new).await
+}
+
+/// Hashes a new password (outside any pooled connection), stores it, answers the public user.
+async fn set_password(
+    state: &AppState,
+    id: UserId,
+    password: Password,
+) -> Result<HttpResponse, ApiError> {
+    let hash = state.hasher.hash(password).await?;
     let user = db::run(&state.pool, move |conn| {
         if !users::set_password_hash(conn, &id, &hash)? {
             return Err(ApiError::NotFound("User not found".into()));
