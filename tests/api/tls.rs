@@ -187,7 +187,10 @@ async fn the_debug_output_of_the_server_state_holds_no_secret() {
         .to_owned();
     assert!(!debug.contains(&secret), "jwt secret in Debug");
     assert!(!debug.contains("$2b$"), "a hash in Debug");
-    assert!(!debug.contains("root-password"), "a fixture password in Debug");
+    assert!(
+        !debug.contains("root-password"),
+        "a fixture password in Debug"
+    );
     let key_body: String = key_pem
         .lines()
         .filter(|l| !l.starts_with("-----"))
