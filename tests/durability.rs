@@ -345,6 +345,14 @@ fn acknowledged_creates_updates_and_deletes_survive_kill_9_at_any_moment() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     assert_eq!(integrity_check(&db), "ok");
+    eprintln!(
+        "acknowledged before the kills: {} creates, {} updates, {} deletes ({} updates and {} deletes in flight)",
+        view.created.len(),
+        view.updated.len(),
+        view.deleted.len(),
+        view.update_unknown.len(),
+        view.delete_unknown.len()
+    );
     let conn = rusqlite::Connection::open(&db).unwrap();
     let stored: i64 = conn
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
