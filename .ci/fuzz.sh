@@ -99,7 +99,8 @@ stop_server() {
 fuzz() {
     local phases=$1
     shift
-    timeout --kill-after=10 300 "$venv/bin/schemathesis" run "$url/openapi.json" \
+    # From the temporary directory, so hypothesis's example database stays out of the tree.
+    (cd "$work" && timeout --kill-after=10 300 "$venv/bin/schemathesis" run "$url/openapi.json" \
         --phases "$phases" \
         "$@" \
         --checks all \
@@ -110,7 +111,7 @@ fuzz() {
         --header "Authorization: Bearer $token" \
         --output-sanitize false \
         --no-color \
-        $([ "$SEED" = random ] || echo "--seed $SEED")
+        $([ "$SEED" = random ] || echo "--seed $SEED"))
 }
 
 # Three runs, each on a fresh server. Schemathesis learns ids from responses (GET /users lists
