@@ -156,7 +156,10 @@ impl Application {
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // Ctrl-C stops as gently as SIGTERM: actix's own handler makes SIGINT a forced stop
+        // that drops the requests in flight.
+        .shutdown_signal(stop_signal());
         let server = match &state.tls {
             Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?)?,
             None => server.listen(listener)?,
@@ -332,6 +335,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(users::delete_status))
             .default_service(web::to(meta::method_not_allowed("GET"))),
     );
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). Either starts a graceful stop: no new connections,
+/// requests in flight finish (at most `shutdown_timeout`), then the database closes.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => log::info!("SIGTERM received; stopping gracefully"),
+                    _ = int.recv() => log::info!("SIGINT received; stopping gracefully"),
+                }
+            }
+            _ => {
+                log::warn!("cannot listen for SIGTERM and SIGINT; only SIGKILL stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            log::info!("Ctrl-C received; stopping gracefully");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// CORS as hapi's `cors: true`: the request's origin echoed, preflights for the usual headers.

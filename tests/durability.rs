@@ -470,7 +470,6 @@ fn sigterm_finishes_in_flight_requests_closes_the_database_and_exits_0() {
 }
 
 #[test]
-#[ignore = "actix makes SIGINT a forced stop; un-ignore with the shutdown_signal fix in startup.rs"]
 fn sigint_finishes_in_flight_requests_closes_the_database_and_exits_0() {
     a_stop_signal_finishes_in_flight_requests_and_exits_0(Signal::SIGINT);
 }
