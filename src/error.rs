@@ -139,6 +139,14 @@ impl ResponseError for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 res
             }
+            ApiError::PayloadTooLarge(_) => {
+                // The rest of the body is never read, so the connection cannot carry another
+                // request: say so, or a client may reuse it and see it cut.
+                let mut res = boom(status, &self.to_string());
+                res.head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+                res
+            }
             ApiError::TooManyRequests { retry_after } => {
                 let mut res = boom(status, &self.to_string());
                 res.headers_mut()

@@ -225,6 +225,11 @@ async fn a_body_over_64_kib_is_413_whether_declared_or_streamed() {
     let mut big = json!({"username": "tom", "email": "tom@example.com", "password": "secret-1"});
     big["metadata"] = json!({"blob": "z".repeat(70 * 1024)});
     let res = app.post_json("/user", &big).await;
+    assert_eq!(
+        res.headers()["connection"],
+        "close",
+        "the unread body ends the connection"
+    );
     boom(res, 413).await;
     // Without a Content-Length (chunked), the limit still holds.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
