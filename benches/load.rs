@@ -1,0 +1,1160 @@
+//! `cargo bench --bench load`: the server as its users feel it, over real HTTP.
+//!
+//! Cargo builds the release server (`CARGO_BIN_EXE_appmixer-auth`, bench profile = release);
+//! this program seeds databases, starts the server, loads it from `wrk` (a separate process,
+//! scripts in `bench/`), and prints one table. Every figure is the median of several runs and
+//! every ratio is taken inside one run, because the machine is shared and noisy: a ratio of two
+//! numbers measured seconds apart cancels most of what other processes do to both.
+//!
+//! Knobs (environment): `BENCH_RUNS` (default 5), `BENCH_SECS` seconds per load (default 3),
+//! `BENCH_USERS` stored users (default 100000), `BENCH_NO_WRITE=1` to leave docs/ and the
+//! README alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_appmixer-auth");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const PASSWORD: &str = "bench-password-1";
+const COST: u32 = 10;
+/// Connections for the read loads (the issue's figure) and for the bcrypt-bound loads.
+const READ_CONNS: u32 = 64;
+const HASH_CONNS: u32 = 16;
+/// `GET /user` connections while the sign-in flood runs, and the flood's own.
+const MIXED_READ_CONNS: u32 = 16;
+const FLOOD_CONNS: u32 = 64;
+const SEED_FIXTURES: usize = 10_000;
+/// Sign-ins of each kind, alternated, for the timing comparison.
+const TIMING_PAIRS: usize = 15;
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported and not needed.
+    let runs: usize = env_or("BENCH_RUNS", 5);
+    let secs: u64 = env_or("BENCH_SECS", 3);
+    let users: usize = env_or("BENCH_USERS", 100_000);
+    let write_files = std::env::var("BENCH_NO_WRITE").is_err();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("the benchmark needs wrk: apt-get install -y wrk");
+        std::process::exit(2);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let machine = machine(cores);
+    let load_before = loadavg();
+    eprintln!("bench: {machine}; {runs} runs of {secs} s loads; server {SERVER}");
+
+    let dir = tempfile::Builder::new()
+        .prefix("appmixer-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let work = dir.path();
+    let config = work.join("empty.toml");
+    std::fs::write(&config, "").expect("write empty config");
+    let hash = bcrypt::hash(PASSWORD, COST).expect("bcrypt hash");
+
+    // The stored users, seeded once through `users import` (or fixtures if that is missing).
+    let big_db = work.join("big.db");
+    let t = Instant::now();
+    let how = seed(work, &config, &big_db, users, &hash);
+    eprintln!(
+        "bench: seeded {users} users through {how} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut all: Vec<Run> = Vec::new();
+    for run in 0..runs {
+        let r = one_run(run, work, &config, &big_db, users, &hash, cores, secs);
+        eprintln!("bench: run {}/{runs}: {}", run + 1, r.summary());
+        all.push(r);
+    }
+    let load_after = loadavg();
+
+    let report = Report::new(&all, cores, users, runs, secs);
+    let machine_line = format!(
+        "{machine}; load average {load_before} before, {load_after} after; {runs} runs, {secs} s per load; {}",
+        today()
+    );
+    let table = report.table();
+    println!("\n{machine_line}\n\n{table}");
+    if write_files {
+        let docs = Path::new(REPO).join("docs");
+        std::fs::create_dir_all(&docs).expect("docs dir");
+        std::fs::write(docs.join("bench.svg"), report.svg(&machine_line)).expect("write svg");
+        std::fs::write(
+            docs.join("bench.md"),
+            format!(
+                "# Benchmark results\n\nWritten by `cargo bench --bench load`.\n\n{machine_line}\n\n{table}\n![throughput and latency](bench.svg)\n"
+            ),
+        )
+        .expect("write bench.md");
+        update_readme(&machine_line, &table);
+        eprintln!("bench: wrote docs/bench.svg, docs/bench.md and the README table");
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Everything measured in one run.
+#[derive(Default, Clone)]
+struct Run {
+    startup_ms: f64,
+    rss_idle_mib: f64,
+    rss_end_mib: f64,
+    rss_peak_mib: f64,
+    root: Wrk,
+    get_user: Wrk,
+    verify_rate: f64,
+    sign_in: Wrk,
+    create_big: Wrk,
+    create_empty: Wrk,
+    mixed_get: Wrk,
+    mixed_flood: Wrk,
+    unknown_ms: f64,
+    wrong_ms: f64,
+    fixtures_10k_s: f64,
+    import_10k_s: Option<f64>,
+}
+
+impl Run {
+    fn summary(&self) -> String {
+        format!(
+            "GET / {:.0}/s, GET /user {:.0}/s p99 {:.2} ms, sign-in {:.1}/s (bcrypt {:.1}/s/core), \
+             POST /user {:.1}/s vs {:.1}/s empty, flood p99 {:.1} ms, start {:.0} ms, \
+             rss {:.1}/{:.1} MiB, unknown/wrong {:.1}/{:.1} ms",
+            self.root.rps(),
+            self.get_user.rps(),
+            self.get_user.p99,
+            self.sign_in.rps(),
+            self.verify_rate,
+            self.create_big.rps(),
+            self.create_empty.rps(),
+            self.mixed_get.p99,
+            self.startup_ms,
+            self.rss_idle_mib,
+            self.rss_end_mib,
+            self.unknown_ms,
+            self.wrong_ms
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_run(
+    run: usize,
+    work: &Path,
+    config: &Path,
+    big_db: &Path,
+    users: usize,
+    hash: &str,
+    cores: usize,
+    secs: u64,
+) -> Run {
+    let mut r = Run::default();
+    let d = Duration::from_secs(secs);
+
+    // Start-up with the stored users, then memory once it has settled.
+    let server = Server::start(work, config, big_db, &[]);
+    r.startup_ms = server.first_answer.as_secs_f64() * 1e3;
+    std::thread::sleep(Duration::from_millis(300));
+    r.rss_idle_mib = server.rss_mib("VmRSS");
+
+    let addr = server.addr;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/user/auth",
+        &[],
+        Some(&format!(
+            r#"{{"username":"user000000@bench.test","password":"{PASSWORD}"}}"#
+        )),
+    );
+    assert_eq!(status, 200, "sign-in of a seeded user: {body}");
+    let token = json_string(&body, "token").expect("token in sign-in answer");
+    let token_env = [("BENCH_TOKEN", token.as_str())];
+
+    // Reads: the ceiling (GET /) and GET /user, back to back, after a warm-up.
+    wrk(
+        addr,
+        "/user",
+        "get_user.lua",
+        READ_CONNS,
+        Duration::from_secs(1),
+        &token_env,
+    );
+    r.root = wrk(addr, "/", "root.lua", READ_CONNS, d, &[]);
+    r.get_user = wrk(addr, "/user", "get_user.lua", READ_CONNS, d, &token_env);
+
+    // Sign-ins against what one core of this machine verifies right now.
+    let users_s = users.to_string();
+    let sign_env = [
+        ("BENCH_USERS", users_s.as_str()),
+        ("BENCH_PASSWORD", PASSWORD),
+    ];
+    // The single-thread rate is taken just before and just after, and averaged.
+    let before = verify_rate(hash);
+    r.sign_in = wrk(addr, "/user/auth", "sign_in.lua", HASH_CONNS, d, &sign_env);
+    server.wait_idle();
+    r.verify_rate = (before + verify_rate(hash)) / 2.0;
+
+    // Sign-ups with the stored users and with an empty database, adjacent, order alternated.
+    let empty_db = work.join(format!("empty-{run}.db"));
+    let empty = Server::start(work, config, &empty_db, &[]);
+    let tag_big = format!("r{run}b{}", std::process::id());
+    let tag_empty = format!("r{run}e{}", std::process::id());
+    let create = |addr: SocketAddr, tag: &str| {
+        wrk(
+            addr,
+            "/user",
+            "create_user.lua",
+            HASH_CONNS,
+            d,
+            &[("BENCH_TAG", tag), ("BENCH_PASSWORD", PASSWORD)],
+        )
+    };
+    for first in [run % 2 == 0, run % 2 == 1] {
+        if first {
+            r.create_big = create(addr, &tag_big);
+            server.wait_idle();
+        } else {
+            r.create_empty = create(empty.addr, &tag_empty);
+            empty.wait_idle();
+        }
+    }
+    drop(empty);
+
+    // GET /user while a sign-in flood keeps every core busy hashing.
+    let flood = wrk_spawn(
+        addr,
+        "/user/auth",
+        "sign_in.lua",
+        FLOOD_CONNS,
+        d + Duration::from_secs(2),
+        &sign_env,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    r.mixed_get = wrk(
+        addr,
+        "/user",
+        "get_user.lua",
+        MIXED_READ_CONNS,
+        d,
+        &token_env,
+    );
+    r.mixed_flood = flood.finish();
+    // Hashes still queued when wrk stopped would slow the next figure.
+    server.wait_idle();
+
+    // Unknown user against wrong password, alternated on an otherwise idle server.
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for i in 0..TIMING_PAIRS {
+        let wrong_body = format!(
+            r#"{{"username":"user{:06}@bench.test","password":"not-the-password"}}"#,
+            i + 1
+        );
+        let unknown_body =
+            format!(r#"{{"username":"nobody{i:06}@bench.test","password":"not-the-password"}}"#);
+        for (body, into) in [(&unknown_body, &mut unknown), (&wrong_body, &mut wrong)] {
+            let t = Instant::now();
+            let (status, text) = http(addr, "POST", "/user/auth", &[], Some(body));
+            into.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(status, 403, "failed sign-in answered {status}: {text}");
+        }
+    }
+    r.unknown_ms = median(&unknown);
+    r.wrong_ms = median(&wrong);
+
+    r.rss_end_mib = server.rss_mib("VmRSS");
+    r.rss_peak_mib = server.rss_mib("VmHWM");
+    drop(server);
+
+    // Seeding 10 000 users: fixtures at start (to the first answer), and `users import`.
+    let fixtures_db = work.join(format!("fixtures-{run}.db"));
+    let fixtures_toml = work.join("fixtures-10k.toml");
+    if !fixtures_toml.exists() {
+        write_fixtures_toml(&fixtures_toml, SEED_FIXTURES, "fixture", hash);
+    }
+    let s = Server::start(work, &fixtures_toml, &fixtures_db, &[]);
+    r.fixtures_10k_s = s.first_answer.as_secs_f64();
+    drop(s);
+    if has_import() {
+        let file = work.join("import-10k.json");
+        if !file.exists() {
+            write_import_json(&file, SEED_FIXTURES, "imported", hash);
+        }
+        let db = work.join(format!("import-{run}.db"));
+        let t = Instant::now();
+        import(work, config, &db, &file);
+        r.import_10k_s = Some(t.elapsed().as_secs_f64());
+    }
+    let _ = cores;
+    r
+}
+
+/// A running server; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    first_answer: Duration,
+    _stdout: BufReader<ChildStdout>,
+}
+
+fn server_command(work: &Path, config: &Path, db: &Path) -> Command {
+    let mut cmd = Command::new(SERVER);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .current_dir(work);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("APPMIXER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn")
+        .env("APPMIXER_AUTH__BCRYPT_COST", COST.to_string())
+        // The brute-force limit would answer 429 to the timing comparison's failed sign-ins.
+        .env("APPMIXER_AUTH__MAX_FAILED_ATTEMPTS", "0");
+    cmd
+}
+
+impl Server {
+    fn start(work: &Path, config: &Path, db: &Path, env: &[(&str, &str)]) -> Self {
+        let log = work.join("server.log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("server log");
+        let mut cmd = server_command(work, config, db);
+        cmd.args(["--port", "0"])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let t = Instant::now();
+        let mut child = cmd.spawn().expect("start the server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let Some(url) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the server did not start (stdout {line:?}); its log:\n{log}");
+        };
+        let addr: SocketAddr = url.parse().expect("listening address");
+        loop {
+            if let Ok((200, _)) = try_http(addr, "GET", "/", &[], None) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no answer from {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Self {
+            first_answer: t.elapsed(),
+            child,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    /// CPU time (user + system) the server has used, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        field(11) + field(12)
+    }
+
+    /// Waits until the server has finished the work a load left queued (hashes still waiting
+    /// when wrk stopped): less than 2 ticks of CPU in 200 ms, at most 30 s.
+    fn wait_idle(&self) {
+        let t = Instant::now();
+        let mut last = self.cpu_ticks();
+        while t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.cpu_ticks();
+            if now - last < 2 {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    fn rss_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("memory field in /proc/PID/status");
+        kib / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM lets SQLite close cleanly (checkpointing the WAL) for the next start.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(12) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_import() -> bool {
+    Command::new(SERVER)
+        .args(["users", "import", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn import(work: &Path, config: &Path, db: &Path, file: &Path) {
+    let out = server_command(work, config, db)
+        .args(["users", "import"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run users import");
+    assert!(
+        out.status.success(),
+        "users import failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Fills `db` with `n` users (`user000000@bench.test` …, all with `PASSWORD`).
+fn seed(work: &Path, config: &Path, db: &Path, n: usize, hash: &str) -> &'static str {
+    if has_import() {
+        let file = work.join("seed.json");
+        write_import_json(&file, n, "user", hash);
+        import(work, config, db, &file);
+        "users import"
+    } else {
+        let file = work.join("seed.toml");
+        write_fixtures_toml(&file, n, "user", hash);
+        drop(Server::start(work, &file, db, &[]));
+        "fixture users (users import is not in this build)"
+    }
+}
+
+fn write_import_json(path: &Path, n: usize, prefix: &str, hash: &str) {
+    let now = 1_764_470_000_000_i64;
+    let mut out = String::with_capacity(n * 300);
+    out.push_str("{\"version\": 1, \"users\": [\n");
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(",\n");
+        }
+        let name = format!("{prefix}{i:06}@bench.test");
+        write!(
+            out,
+            r#"{{"id":"{}","username":"{name}","email":"{name}","passwordHash":"{hash}","isActive":false,"scope":["user"],"plan":"free","vendor":null,"metadata":{{}},"created":{now},"mtime":{now}}}"#,
+            object_id(prefix, i)
+        )
+        .expect("format");
+    }
+    out.push_str("\n]}\n");
+    std::fs::write(path, out).expect("write import file");
+}
+
+fn write_fixtures_toml(path: &Path, n: usize, prefix: &str, hash: &str) {
+    let mut out = String::with_capacity(n * 200);
+    for i in 0..n {
+        let name = format!("{prefix}{i:06}@bench.test");
+        write!(
+            out,
+            "[[users]]\nid = \"{}\"\nusername = \"{name}\"\nemail = \"{name}\"\npassword_hash = \"{hash}\"\n\n",
+            object_id(prefix, i)
+        )
+        .expect("format");
+    }
+    std::fs::write(path, out).expect("write fixtures file");
+}
+
+/// A fixed 24-hex id per seeded user.
+fn object_id(prefix: &str, i: usize) -> String {
+    let tag = prefix
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31) ^ u32::from(b));
+    format!("{tag:08x}{i:016x}")
+}
+
+/// Single-thread `bcrypt::verify` rate at the server's cost, in this process, for ~1.5 s.
+fn verify_rate(hash: &str) -> f64 {
+    let t = Instant::now();
+    let mut n = 0u32;
+    while t.elapsed() < Duration::from_millis(1500) {
+        assert!(bcrypt::verify(PASSWORD, hash).expect("verify"));
+        n += 1;
+    }
+    f64::from(n) / t.elapsed().as_secs_f64()
+}
+
+/// What one wrk run printed through bench/report.lua. Latencies in milliseconds.
+#[derive(Default, Clone, Copy)]
+struct Wrk {
+    requests: u64,
+    secs: f64,
+    errors: u64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+}
+
+impl Wrk {
+    /// Successful answers per second (non-2xx and timeouts left out).
+    fn rps(&self) -> f64 {
+        self.requests.saturating_sub(self.errors) as f64 / self.secs.max(1e-9)
+    }
+}
+
+struct WrkChild(std::process::Child);
+
+fn wrk_spawn(
+    addr: SocketAddr,
+    path: &str,
+    script: &str,
+    conns: u32,
+    d: Duration,
+    env: &[(&str, &str)],
+) -> WrkChild {
+    let bench = Path::new(REPO).join("bench");
+    let report = std::fs::read_to_string(bench.join("report.lua")).expect("bench/report.lua");
+    let body = std::fs::read_to_string(bench.join(script)).expect("bench script");
+    let file = std::env::temp_dir().join(format!("appmixer-bench-{}-{script}", std::process::id()));
+    std::fs::write(&file, format!("{report}\n{body}")).expect("write wrk script");
+    let child = Command::new("wrk")
+        .args(["-t2", "--timeout", "10s", "-c"])
+        .arg(conns.to_string())
+        .arg("-d")
+        // wrk takes whole seconds only.
+        .arg(format!("{}s", d.as_secs().max(1)))
+        .arg("-s")
+        .arg(&file)
+        .arg(format!("http://{addr}{path}"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wrk");
+    WrkChild(child)
+}
+
+impl WrkChild {
+    fn finish(self) -> Wrk {
+        let out = self.0.wait_with_output().expect("wrk");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("BENCH "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "wrk printed no result:\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        let kv: BTreeMap<&str, f64> = line
+            .split_whitespace()
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some((k, v.parse().ok()?))
+            })
+            .collect();
+        let get = |k: &str| kv.get(k).copied().unwrap_or(0.0);
+        Wrk {
+            requests: get("requests") as u64,
+            secs: get("duration_us") / 1e6,
+            errors: (get("status") + get("timeout")) as u64,
+            p50: get("p50") / 1e3,
+            p90: get("p90") / 1e3,
+            p99: get("p99") / 1e3,
+            p999: get("p999") / 1e3,
+        }
+    }
+}
+
+fn wrk(
+    addr: SocketAddr,
+    path: &str,
+    script: &str,
+    conns: u32,
+    d: Duration,
+    env: &[(&str, &str)],
+) -> Wrk {
+    wrk_spawn(addr, path, script, conns, d, env).finish()
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`): status and body.
+fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        write!(req, "{k}: {v}\r\n").expect("format");
+    }
+    if let Some(b) = body {
+        write!(
+            req,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+        .expect("format");
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad answer: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((status, body))
+}
+
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    try_http(addr, method, path, headers, body).expect("HTTP request to the server")
+}
+
+/// A top-level string field of a JSON answer.
+fn json_string(body: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn machine(cores: usize) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|x| x.1.trim())
+        })
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |k| k / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Medians over runs, the table and the chart.
+struct Report {
+    rows: Vec<Row>,
+    /// (label, median successful requests per second) for the chart.
+    throughput: Vec<(String, f64)>,
+    /// (label, median p50, p90, p99, p99.9 in ms) for the chart.
+    latency: Vec<(String, [f64; 4])>,
+}
+
+struct Row {
+    figure: String,
+    target: String,
+    value: String,
+    spread: String,
+    verdict: &'static str,
+}
+
+enum Goal {
+    None,
+    AtLeast(f64),
+    Under(f64),
+    Between(f64, f64),
+}
+
+impl Goal {
+    fn text(&self, unit: &str) -> String {
+        match self {
+            Goal::None => "—".into(),
+            Goal::AtLeast(x) => format!("≥ {x}{unit}"),
+            Goal::Under(x) => format!("< {x}{unit}"),
+            Goal::Between(a, b) => format!("{a} – {b}{unit}"),
+        }
+    }
+    fn verdict(&self, v: f64) -> &'static str {
+        let ok = match self {
+            Goal::None => return "",
+            Goal::AtLeast(x) => v >= *x,
+            Goal::Under(x) => v < *x,
+            Goal::Between(a, b) => (*a..=*b).contains(&v),
+        };
+        if ok { "met" } else { "**missed**" }
+    }
+}
+
+impl Report {
+    fn new(all: &[Run], cores: usize, users: usize, runs: usize, secs: u64) -> Self {
+        let _ = (runs, secs);
+        let mut rows = Vec::new();
+        let users_txt = group(users as f64);
+        let mut add = |figure: String, goal: Goal, unit: &str, digits: usize, v: Vec<f64>| {
+            let m = median(&v);
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            rows.push(Row {
+                figure,
+                target: goal.text(unit),
+                value: format!("{}{unit}", fmt(m, digits)),
+                spread: format!("{} – {}", fmt(lo, digits), fmt(hi, digits)),
+                verdict: goal.verdict(m),
+            });
+        };
+        let col = |f: fn(&Run) -> f64| all.iter().map(f).collect::<Vec<f64>>();
+        add(
+            format!("`GET /` throughput, {READ_CONNS} connections (the ceiling)"),
+            Goal::None,
+            " req/s",
+            0,
+            col(|r| r.root.rps()),
+        );
+        add(
+            format!("`GET /user` throughput, {READ_CONNS} connections"),
+            Goal::None,
+            " req/s",
+            0,
+            col(|r| r.get_user.rps()),
+        );
+        add(
+            "`GET /user` / `GET /` throughput".into(),
+            Goal::AtLeast(0.8),
+            "",
+            2,
+            col(|r| r.get_user.rps() / r.root.rps()),
+        );
+        add(
+            format!("`GET /user` p99 latency, {READ_CONNS} connections"),
+            Goal::Under(5.0),
+            " ms",
+            2,
+            col(|r| r.get_user.p99),
+        );
+        add(
+            format!("single-thread `bcrypt::verify` rate, cost {COST} (bench process)"),
+            Goal::None,
+            "/s",
+            1,
+            col(|r| r.verify_rate),
+        );
+        add(
+            format!("`POST /user/auth` throughput, cost {COST}, {HASH_CONNS} connections"),
+            Goal::None,
+            " req/s",
+            1,
+            col(|r| r.sign_in.rps()),
+        );
+        add(
+            format!("`POST /user/auth` / ({cores} cores × verify rate)"),
+            Goal::AtLeast(0.9),
+            "",
+            2,
+            all.iter()
+                .map(|r| r.sign_in.rps() / (cores as f64 * r.verify_rate))
+                .collect(),
+        );
+        add(
+            format!("`POST /user` throughput, {users_txt} users stored, {HASH_CONNS} connections"),
+            Goal::None,
+            " req/s",
+            1,
+            col(|r| r.create_big.rps()),
+        );
+        add(
+            format!("`POST /user` throughput, empty database, {HASH_CONNS} connections"),
+            Goal::None,
+            " req/s",
+            1,
+            col(|r| r.create_empty.rps()),
+        );
+        add(
+            format!("`POST /user` {users_txt} users / empty"),
+            Goal::AtLeast(0.9),
+            "",
+            2,
+            col(|r| r.create_big.rps() / r.create_empty.rps()),
+        );
+        add(
+            format!(
+                "`GET /user` p99, {MIXED_READ_CONNS} connections, during a {FLOOD_CONNS}-connection sign-in flood"
+            ),
+            Goal::Under(50.0),
+            " ms",
+            1,
+            col(|r| r.mixed_get.p99),
+        );
+        add(
+            "sign-in flood throughput meanwhile".into(),
+            Goal::None,
+            " req/s",
+            1,
+            col(|r| r.mixed_flood.rps()),
+        );
+        add(
+            format!("start-up to first answer, {users_txt} users stored"),
+            Goal::Under(100.0),
+            " ms",
+            1,
+            col(|r| r.startup_ms),
+        );
+        add(
+            format!("resident memory idle (after start-up, {users_txt} users)"),
+            Goal::Under(20.0),
+            " MiB",
+            1,
+            col(|r| r.rss_idle_mib),
+        );
+        add(
+            "resident memory at the end of the load".into(),
+            Goal::Under(64.0),
+            " MiB",
+            1,
+            col(|r| r.rss_end_mib),
+        );
+        add(
+            "peak resident memory (VmHWM)".into(),
+            Goal::None,
+            " MiB",
+            1,
+            col(|r| r.rss_peak_mib),
+        );
+        add(
+            format!(
+                "{} fixture users (`password_hash`) at start, to first answer",
+                group(SEED_FIXTURES as f64)
+            ),
+            Goal::Under(2.0),
+            " s",
+            2,
+            col(|r| r.fixtures_10k_s),
+        );
+        if all.iter().all(|r| r.import_10k_s.is_some()) {
+            add(
+                format!(
+                    "`users import` of {} users (whole command)",
+                    group(SEED_FIXTURES as f64)
+                ),
+                Goal::Under(2.0),
+                " s",
+                2,
+                col(|r| r.import_10k_s.unwrap_or(f64::NAN)),
+            );
+        }
+        add(
+            "unknown-user sign-in time (median)".into(),
+            Goal::None,
+            " ms",
+            1,
+            col(|r| r.unknown_ms),
+        );
+        add(
+            "wrong-password sign-in time (median)".into(),
+            Goal::None,
+            " ms",
+            1,
+            col(|r| r.wrong_ms),
+        );
+        add(
+            "unknown-user / wrong-password sign-in time".into(),
+            Goal::Between(0.9, 1.1),
+            "",
+            3,
+            col(|r| r.unknown_ms / r.wrong_ms),
+        );
+
+        let med = |f: &dyn Fn(&Run) -> Wrk| -> (f64, [f64; 4]) {
+            let w: Vec<Wrk> = all.iter().map(f).collect();
+            let m = |g: fn(&Wrk) -> f64| median(&w.iter().map(g).collect::<Vec<_>>());
+            (
+                m(Wrk::rps),
+                [m(|x| x.p50), m(|x| x.p90), m(|x| x.p99), m(|x| x.p999)],
+            )
+        };
+        let cases: Vec<(String, (f64, [f64; 4]))> = vec![
+            ("GET /".into(), med(&|r| r.root)),
+            ("GET /user".into(), med(&|r| r.get_user)),
+            ("POST /user/auth".into(), med(&|r| r.sign_in)),
+            (format!("POST /user ({users_txt})"), med(&|r| r.create_big)),
+            ("POST /user (empty)".into(), med(&|r| r.create_empty)),
+            ("GET /user in flood".into(), med(&|r| r.mixed_get)),
+        ];
+        Self {
+            rows,
+            throughput: cases.iter().map(|(l, (t, _))| (l.clone(), *t)).collect(),
+            latency: cases.iter().map(|(l, (_, p))| (l.clone(), *p)).collect(),
+        }
+    }
+
+    fn table(&self) -> String {
+        let mut s = String::from(
+            "| figure | target | median | range over runs | |\n|---|---|---|---|---|\n",
+        );
+        for r in &self.rows {
+            writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.figure, r.target, r.value, r.spread, r.verdict
+            )
+            .expect("format");
+        }
+        s
+    }
+
+    /// Two panels: median throughput per route (log scale) and latency percentiles per route.
+    fn svg(&self, caption: &str) -> String {
+        let (w, h) = (960.0, 420.0);
+        let mut s = String::new();
+        write!(
+            s,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="#fff"/>
+<text x="20" y="24" font-size="15" font-weight="bold">appmixer-auth under load (medians)</text>
+<text x="20" y="{}" font-size="10" fill="#555">{}</text>
+"##,
+            h - 10.0,
+            xml(caption)
+        )
+        .expect("format");
+        let label_w = 150.0;
+        let row_h = 48.0;
+        let top = 70.0;
+        // Left: throughput, log10 axis from 1 to 100 000 req/s.
+        let (x0, pw) = (20.0 + label_w, 250.0);
+        write!(
+            s,
+            r##"<text x="{x0}" y="52" font-weight="bold">throughput (successful req/s, log scale)</text>"##
+        )
+        .expect("format");
+        let lx = |v: f64| x0 + pw * (v.max(1.0).log10() / 5.0).min(1.0);
+        for e in 0..=5 {
+            let x = lx(10f64.powi(e));
+            write!(
+                s,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle" font-size="10" fill="#555">{}</text>"##,
+                top - 8.0,
+                top + row_h * self.throughput.len() as f64,
+                top + row_h * self.throughput.len() as f64 + 12.0,
+                group(10f64.powi(e))
+            )
+            .expect("format");
+        }
+        for (i, (label, v)) in self.throughput.iter().enumerate() {
+            let y = top + row_h * i as f64;
+            write!(
+                s,
+                r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text><rect x="{x0}" y="{y:.1}" width="{:.1}" height="22" fill="#3b7dd8"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
+                x0 - 6.0,
+                y + 15.0,
+                xml(label),
+                (lx(*v) - x0).max(1.0),
+                lx(*v) + 4.0,
+                y + 15.0,
+                fmt(*v, if *v < 100.0 { 1 } else { 0 })
+            )
+            .expect("format");
+        }
+        // Right: p50 / p90 / p99 / p99.9 per route, log10 axis from 0.1 ms to 10 s.
+        let (x1, pw1) = (480.0 + label_w, 300.0);
+        write!(
+            s,
+            r##"<text x="{x1}" y="52" font-weight="bold">latency percentiles (ms, log scale)</text>"##
+        )
+        .expect("format");
+        let lx1 = |ms: f64| x1 + pw1 * ((ms.max(0.1).log10() + 1.0) / 5.0).clamp(0.0, 1.0);
+        for e in -1..=4 {
+            let x = lx1(10f64.powi(e));
+            write!(
+                s,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle" font-size="10" fill="#555">{}</text>"##,
+                top - 8.0,
+                top + row_h * self.latency.len() as f64,
+                top + row_h * self.latency.len() as f64 + 12.0,
+                if e < 0 { "0.1".to_owned() } else { group(10f64.powi(e)) }
+            )
+            .expect("format");
+        }
+        let colors = ["#9ecae1", "#4292c6", "#08519c", "#08306b"];
+        let names = ["p50", "p90", "p99", "p99.9"];
+        for (k, (c, n)) in colors.iter().zip(names).enumerate() {
+            let x = x1 + 70.0 * k as f64;
+            write!(
+                s,
+                r##"<rect x="{x}" y="{}" width="10" height="10" fill="{c}"/><text x="{}" y="{}" font-size="10">{n}</text>"##,
+                top + row_h * self.latency.len() as f64 + 20.0,
+                x + 14.0,
+                top + row_h * self.latency.len() as f64 + 29.0
+            )
+            .expect("format");
+        }
+        for (i, (label, p)) in self.latency.iter().enumerate() {
+            let y = top + row_h * i as f64;
+            write!(
+                s,
+                r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                x1 - 6.0,
+                y + 15.0,
+                xml(label)
+            )
+            .expect("format");
+            for (k, v) in p.iter().enumerate() {
+                let yy = y + 1.0 + 9.0 * k as f64;
+                write!(
+                    s,
+                    r##"<rect x="{x1}" y="{yy:.1}" width="{:.1}" height="8" fill="{}"/>"##,
+                    (lx1(*v) - x1).max(1.0),
+                    colors[k]
+                )
+                .expect("format");
+            }
+            write!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#333">p99 {} ms</text>"##,
+                lx1(p[3]) + 4.0,
+                y + 24.0,
+                fmt(p[2], if p[2] < 10.0 { 2 } else { 0 })
+            )
+            .expect("format");
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v >= 1000.0 && digits == 0 {
+        return group(v);
+    }
+    format!("{v:.digits$}")
+}
+
+/// 100000 → "100 000".
+fn group(v: f64) -> String {
+    let digits = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Replaces the generated block of the README's Benchmark section, if the markers are there.
+fn update_readme(machine_line: &str, table: &str) {
+    let path: PathBuf = Path::new(REPO).join("README.md");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+    let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
+        eprintln!("bench: README has no {begin} … {end} block; table not copied there");
+        return;
+    };
+    if b < a {
+        return;
+    }
+    let new = format!(
+        "{}{begin}\nLast run: {machine_line}.\n\n{table}{}",
+        &text[..a],
+        &text[b..]
+    );
+    std::fs::write(&path, new).expect("write README");
+}
