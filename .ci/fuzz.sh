@@ -59,6 +59,9 @@ url=
 token=
 # Starts a fresh server (an empty database in memory, the fixture admin) and signs in.
 start_server() {
+    # Emptied here, not by the redirection below: that one runs in the background child, and
+    # until it does the loop could read the previous server's address.
+    : >"$work/stdout"
     "$bin" --config "$work/appmixer.toml" --port 0 --db :memory: >"$work/stdout" 2>>"$work/server.log" &
     server_pid=$!
     url=
