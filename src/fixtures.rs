@@ -67,6 +67,22 @@ fn reason(e: ApiError) -> String {
 }
 
 impl FixtureUser {
+    /// A user with a plain password and the defaults of a new user for everything else.
+    pub fn with_password(username: &str, email: &str, password: &str) -> Self {
+        Self {
+            id: None,
+            username: username.into(),
+            email: email.into(),
+            password: Some(Secret::new(password)),
+            password_hash: None,
+            scope: None,
+            plan: None,
+            is_active: None,
+            vendor: None,
+            metadata: None,
+        }
+    }
+
     /// Checks one entry; the message names the field.
     pub fn check(&self) -> Result<(), String> {
         Username::parse(&self.username).map_err(|e| format!("username: {}", reason(e)))?;
@@ -292,18 +308,7 @@ mod tests {
     use super::*;
 
     fn fixture(username: &str) -> FixtureUser {
-        FixtureUser {
-            id: None,
-            username: username.into(),
-            email: format!("{username}@example.com"),
-            password: Some(Secret::new("secret-1")),
-            password_hash: None,
-            scope: None,
-            plan: None,
-            is_active: None,
-            vendor: None,
-            metadata: None,
-        }
+        FixtureUser::with_password(username, &format!("{username}@example.com"), "secret-1")
     }
 
     #[test]

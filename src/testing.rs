@@ -44,18 +44,7 @@ pub struct TestServerBuilder {
 impl TestServerBuilder {
     /// Adds a fixture user with scope `["user"]`.
     pub fn user(self, username: &str, email: &str, password: &str) -> Self {
-        self.fixture(FixtureUser {
-            id: None,
-            username: username.into(),
-            email: email.into(),
-            password: Some(Secret::new(password)),
-            password_hash: None,
-            scope: None,
-            plan: None,
-            is_active: None,
-            vendor: None,
-            metadata: None,
-        })
+        self.fixture(FixtureUser::with_password(username, email, password))
     }
 
     /// Adds a fixture user with scope `["user", "admin"]`.

@@ -1,7 +1,6 @@
 //! The administration routes, with an admin, a plain user and no token.
 
 use appmixer_auth::fixtures::FixtureUser;
-use appmixer_auth::settings::Secret;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, boom, spawn_with};
@@ -11,15 +10,9 @@ pub const ADMIN_ID: &str = "5c88c7cc04a917256c726c3d";
 pub fn admin_fixture() -> FixtureUser {
     FixtureUser {
         id: Some(ADMIN_ID.into()),
-        username: "root".into(),
-        email: "root@example.com".into(),
-        password: Some(Secret::new("root-password")),
-        password_hash: None,
         scope: Some(vec!["user".into(), "admin".into()]),
-        plan: None,
         is_active: Some(true),
-        vendor: None,
-        metadata: None,
+        ..FixtureUser::with_password("root", "root@example.com", "root-password")
     }
 }
 

@@ -8,18 +8,7 @@ use crate::admin::{ADMIN_ID, admin_fixture};
 use crate::helpers::{boom, spawn_with, start, test_settings};
 
 fn plain(username: &str) -> FixtureUser {
-    FixtureUser {
-        id: None,
-        username: username.into(),
-        email: format!("{username}@example.com"),
-        password: Some(Secret::new("fixture-pw")),
-        password_hash: None,
-        scope: None,
-        plan: None,
-        is_active: None,
-        vendor: None,
-        metadata: None,
-    }
+    FixtureUser::with_password(username, &format!("{username}@example.com"), "fixture-pw")
 }
 
 #[tokio::test]
