@@ -221,7 +221,7 @@ fn one_run(
             &[("BENCH_TAG", tag), ("BENCH_PASSWORD", PASSWORD)],
         )
     };
-    for first in [run % 2 == 0, run % 2 == 1] {
+    for first in [run.is_multiple_of(2), !run.is_multiple_of(2)] {
         if first {
             r.create_big = create(addr, &tag_big);
             server.wait_idle();

@@ -12,7 +12,7 @@ fn record(i: usize) -> Value {
         "username": format!("user{i}"),
         "email": format!("user{i}@example.com"),
         "passwordHash": HASH,
-        "isActive": i % 2 == 0,
+        "isActive": i.is_multiple_of(2),
         "scope": ["user"],
         "plan": "free",
         "vendor": null,
