@@ -79,30 +79,42 @@ pub async fn log_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
-    let path = req.path().to_owned();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let client = state
-        .as_ref()
-        .and_then(|state| crate::net::client_ip(req.request(), &state.trusted_proxies))
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
+    let metrics = state.as_ref().and_then(|s| s.metrics.as_ref());
+    let logged = log::log_enabled!(target: "appmixer_auth::request", log::Level::Info);
+    if !logged && metrics.is_none() {
+        return next.call(req).await;
+    }
+    let method = req.method().clone();
+    let path = if logged {
+        req.path().to_owned()
+    } else {
+        String::new()
+    };
+    let client = match &state {
+        Some(state) if logged => crate::net::client_ip(req.request(), &state.trusted_proxies)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let res = next.call(req).await?;
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    let ms = elapsed * 1000.0;
-    if let Some(metrics) = state.as_ref().and_then(|s| s.metrics.as_ref()) {
+    if let Some(metrics) = metrics {
         let route = res
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        metrics.observe_request(&method, &route, status, elapsed);
+        metrics.observe_request(method.as_str(), &route, status, elapsed);
     }
-    log::info!(
-        target: "appmixer_auth::request",
-        method = method.as_str(), path = path.as_str(), status = status,
-        duration_ms = (ms * 1000.0).round() / 1000.0, client = client.as_str();
-        "{method} {path} {status} {ms:.3}ms {client}"
-    );
+    if logged {
+        let ms = elapsed * 1000.0;
+        log::info!(
+            target: "appmixer_auth::request",
+            method = method.as_str(), path = path.as_str(), status = status,
+            duration_ms = (ms * 1000.0).round() / 1000.0, client = client.as_str();
+            "{method} {path} {status} {ms:.3}ms {client}"
+        );
+    }
     Ok(res)
 }
