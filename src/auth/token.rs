@@ -1,5 +1,7 @@
 //! HS256 tokens with the engine's claims `{id, scope, iat, exp}`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use jwt_simple::JWTError;
@@ -11,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const TIME_TOLERANCE_SECS: u64 = 5;
 /// Longer tokens are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Verified tokens remembered, so a client that sends the same token with every request pays
+/// for the signature once; the memory is emptied when it is full.
+const VERIFIED_TOKENS: usize = 4096;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClaims {
@@ -49,6 +54,9 @@ pub struct TokenService {
     key: HS256Key,
     lifetime_secs: u64,
     pub clock: ServerClock,
+    /// Tokens whose signature checked out, by their exact text; their times are checked again
+    /// on every use, against the (movable) clock.
+    verified: Mutex<HashMap<Box<str>, JWTClaims<UserClaims>>>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -67,6 +75,7 @@ impl TokenService {
             key: HS256Key::from_bytes(secret),
             lifetime_secs,
             clock: ServerClock::default(),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,11 +114,49 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
+        let now = self.clock.now();
+        if let Some(claims) = self.remembered(token, now) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signature_and_times(token, now)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+            verified.insert(token.into(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, if its times still hold at `now` (the same
+    /// rules and tolerance as jwt-simple's). Anything else goes through the full check, which
+    /// also tells an expired token from an invalid one.
+    fn remembered(&self, token: &str, now: u64) -> Option<JWTClaims<UserClaims>> {
+        let verified = self.verified.lock().ok()?;
+        let claims = verified.get(token)?;
+        let tolerance = TIME_TOLERANCE_SECS;
+        let in_time = claims
+            .issued_at
+            .is_none_or(|t| t.as_secs() <= now + tolerance)
+            && claims
+                .invalid_before
+                .is_none_or(|t| t.as_secs() <= now + tolerance)
+            && claims
+                .expires_at
+                .is_some_and(|t| now >= tolerance && now - tolerance <= t.as_secs());
+        in_time.then(|| claims.clone())
+    }
+
+    fn verify_signature_and_times(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<JWTClaims<UserClaims>, TokenError> {
         let options = VerificationOptions {
             time_tolerance: Some(Duration::from_secs(TIME_TOLERANCE_SECS)),
             max_token_length: Some(MAX_TOKEN_BYTES),
             max_header_length: Some(MAX_TOKEN_BYTES),
-            artificial_time: Some(Duration::from_secs(self.clock.now())),
+            artificial_time: Some(Duration::from_secs(now)),
             accept_future: false,
             ..Default::default()
         };
@@ -154,6 +201,27 @@ mod tests {
         assert!(s.verify(&token).is_ok());
         s.clock.set_offset(3600 + TIME_TOLERANCE_SECS as i64 + 2);
         assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn a_remembered_token_is_held_to_its_times_on_every_use() {
+        let s = service();
+        let token = s.issue("5c88c7cc04a917256c726c3d", &[]).expect("issue");
+        assert!(s.verify(&token).is_ok());
+        // Before its `iat`/`nbf` (the clock moved back): refused, though verified before.
+        s.clock.set_offset(-(TIME_TOLERANCE_SECS as i64) - 2);
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::Invalid);
+        s.clock.set_offset(0);
+        assert!(s.verify(&token).is_ok());
+        s.clock.set_offset(3600 + TIME_TOLERANCE_SECS as i64 + 2);
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
+        // One character changed is another token: checked in full, and refused.
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        s.clock.set_offset(0);
+        let forged = String::from_utf8(forged).expect("ascii");
+        assert_eq!(s.verify(&forged).unwrap_err(), TokenError::Invalid);
     }
 
     #[test]
