@@ -28,6 +28,8 @@ pub struct AppState {
     pub settings: Settings,
     pub pool: db::Pool,
     pub tokens: TokenService,
+    /// `GET /user` answers, kept while the database is unchanged.
+    pub user_cache: db::cache::UserCache,
     pub hasher: PasswordHasher,
     pub deletions: users::DeleteTickets,
     pub limiter: Limiter,
@@ -74,6 +76,7 @@ impl AppState {
             );
         }
         Ok(Self {
+            user_cache: db::cache::UserCache::new(&settings.database),
             pool,
             tokens,
             hasher,

@@ -1,5 +1,6 @@
 //! SQLite: the pool, per-connection tuning, migrations and small key/value metadata.
 
+pub mod cache;
 pub mod users;
 
 use std::path::Path;
@@ -46,7 +47,8 @@ fn tune(conn: &mut Connection) -> rusqlite::Result<()> {
         "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
          PRAGMA foreign_keys = ON;
          PRAGMA synchronous = FULL;"
-    ))
+    ))?;
+    cache::count_commits(conn)
 }
 
 /// Opens (creating if missing, mode 0600) and migrates the database.
@@ -67,6 +69,9 @@ pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
+            // A SQLite connection does not go stale like a network one; r2d2's default check
+            // runs a statement on every checkout, which costs more than the lookup it guards.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .with_context(|| format!("cannot open database {}", path.display()))?;
@@ -160,6 +165,20 @@ where
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// Runs a short read (a lookup by key: microseconds) on the calling worker when a pooled
+/// connection is free at once; the hop to the blocking pool costs more than such a read.
+/// When the pool is busy it falls back to [`run`], so a worker never waits for a connection.
+pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+{
+    match pool.try_get() {
+        Some(mut conn) => work(&mut conn),
+        None => run(pool, work).await,
+    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,15 @@ use crate::error::ApiError;
 /// A 200 JSON answer with the engine's content type.
 pub fn json_ok(body: &impl Serialize) -> Result<HttpResponse, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok()
+    Ok(json_bytes(bytes.into()))
+}
+
+/// 200 with a body that is already JSON.
+pub fn json_bytes(body: actix_web::web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         ))
-        .body(bytes))
+        .body(body)
 }

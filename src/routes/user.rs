@@ -1,5 +1,6 @@
 //! `/user`: sign in, create a user, read the current user.
 
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -8,7 +9,7 @@ use crate::body::JsonObject;
 use crate::db::{self, users};
 use crate::domain::{Email, Password, UserId, Username, optional_str, required_str};
 use crate::error::ApiError;
-use crate::routes::json_ok;
+use crate::routes::{json_bytes, json_ok};
 use crate::startup::AppState;
 
 /// One answer for unknown users and wrong passwords alike, so neither can be told apart.
@@ -142,8 +143,18 @@ pub async fn current(
     state: web::Data<AppState>,
     caller: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let user = db::run(&state.pool, move |conn| users::find_by_id(conn, &caller.id))
+    let cache = &state.user_cache;
+    if let Some(body) = cache.get(&caller.id) {
+        return Ok(json_bytes(body));
+    }
+    let seen = cache.version();
+    let id = caller.id.clone();
+    let user = db::read(&state.pool, move |conn| users::find_by_id(conn, &id))
         .await?
         .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
-    json_ok(&user.public())
+    let body = Bytes::from(serde_json::to_vec(&user.public()).map_err(ApiError::internal)?);
+    if let Some(seen) = seen {
+        cache.put(caller.id, seen, body.clone());
+    }
+    Ok(json_bytes(body))
 }

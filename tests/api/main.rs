@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod cache;
 mod cli;
 mod cors;
 mod fixture_api;
