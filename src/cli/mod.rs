@@ -136,16 +136,15 @@ pub fn find_user(conn: &rusqlite::Connection, key: &str) -> CliResult<User> {
     )))
 }
 
-/// The given password, else one line read from stdin (with a prompt on stderr when stdin is
-/// a terminal; the text typed is visible). Only the line ending is removed: spaces count.
+/// The given password, else one line read from stdin: on a terminal after a prompt, with the
+/// typing hidden. Only the line ending is removed: spaces count.
 pub fn password_or_stdin(given: Option<String>, prompt: &str) -> CliResult<String> {
     if let Some(p) = given {
         return Ok(p);
     }
     let stdin = io::stdin();
     if stdin.is_terminal() {
-        eprint!("{prompt}: ");
-        io::stderr().flush()?;
+        return Ok(rpassword::prompt_password(format!("{prompt}: "))?);
     }
     let mut line = String::new();
     if stdin.lock().read_line(&mut line)? == 0 {

@@ -417,3 +417,78 @@ fn ephemeral_keeps_the_database_in_memory() {
     let out = place.run(&["--ephemeral", "--db", "x.db", "users", "list"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// At a terminal (a pseudo-terminal made by util-linux `script`), `users add` prompts for the
+/// password and does not echo what is typed.
+#[test]
+fn a_password_typed_at_a_terminal_is_not_echoed() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let place = Place::new();
+    let command = format!(
+        "'{}' users add tty-user --email tty@example.com",
+        crate::BIN
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(place.dir.path())
+        .env_remove("RUST_LOG")
+        .env("APPMIXER_AUTH__BCRYPT_COST", "4")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script runs");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0; 256];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = |seen: &std::sync::Mutex<Vec<u8>>| {
+        String::from_utf8_lossy(&seen.lock().unwrap()).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text(&seen).contains("Password: ") {
+        assert!(
+            Instant::now() < deadline,
+            "no prompt; saw {:?}",
+            text(&seen)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The prompt is written just before echo is turned off; give it time to be off.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed-secret-9\n").unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "users add did not finish; saw {:?}",
+            text(&seen)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let shown = text(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(
+        !shown.contains("typed-secret-9"),
+        "the password was echoed: {shown:?}"
+    );
+    assert!(shown.contains("username  tty-user"), "{shown}");
+
+    let server = place.serve(&[]);
+    assert_eq!(sign_in(&server, "tty-user", "typed-secret-9").0, 200);
+}
