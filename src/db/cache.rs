@@ -28,8 +28,10 @@ use crate::settings::DatabaseSettings;
 /// which only costs a re-read).
 static COMMITS: AtomicU64 = AtomicU64::new(0);
 
-/// Users remembered at most; the memory is emptied when it is full (about 4 MB at most).
+/// Answers remembered at most, and their bytes at most (metadata can make one answer up to
+/// 64 KiB); the memory is emptied when either would be passed.
 const CAPACITY: usize = 10_000;
+const CAPACITY_BYTES: usize = 8 << 20;
 
 /// The wal-index header is 48 bytes, kept twice at the start of the `-shm` file; a writer
 /// updates the second copy, then the first, so two equal copies are a settled header.
@@ -47,7 +49,7 @@ pub fn count_commits(conn: &Connection) -> rusqlite::Result<()> {
 
 /// What the database looked like: equal versions, no commit in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version {
+struct Version {
     local: u64,
     shared: [u8; HEADER],
 }
@@ -58,7 +60,9 @@ enum Watch {
     /// A file in WAL mode.
     #[cfg(unix)]
     File {
-        shm: std::fs::File,
+        /// Never closed: closing any descriptor of a file drops every POSIX lock the process
+        /// holds on it, SQLite's locks on the `-shm` file included.
+        shm: &'static std::fs::File,
         /// Held open so the `-shm` file stays the one SQLite uses: the last connection to
         /// close deletes it, and the next to open would make a new one.
         _anchor: Box<Mutex<Connection>>,
@@ -69,7 +73,13 @@ enum Watch {
 
 pub struct UserCache {
     watch: Watch,
-    entries: Mutex<HashMap<UserId, (Version, Bytes)>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<UserId, (Version, Bytes)>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for UserCache {
@@ -99,7 +109,7 @@ impl UserCache {
         };
         Self {
             watch,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::default(),
         }
     }
 
@@ -109,7 +119,7 @@ impl UserCache {
     }
 
     /// The database's version now, or `None` while it cannot be told (a commit halfway).
-    pub fn version(&self) -> Option<Version> {
+    fn version(&self) -> Option<Version> {
         let local = COMMITS.load(Ordering::SeqCst);
         let mut shared = [0; HEADER];
         match &self.watch {
@@ -130,28 +140,54 @@ impl UserCache {
         Some(Version { local, shared })
     }
 
+    /// The answer for `id`: the remembered one if nothing was committed since it was read,
+    /// else what `read` answers, remembered. The version is taken before `read` starts, so a
+    /// commit that lands while it runs leaves the answer unremembered.
+    pub async fn get_or_read<E, Fut>(
+        &self,
+        id: &UserId,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Bytes, E>
+    where
+        Fut: Future<Output = Result<Bytes, E>>,
+    {
+        if let Some(body) = self.get(id) {
+            return Ok(body);
+        }
+        let seen = self.version();
+        let body = read().await?;
+        if let Some(seen) = seen {
+            self.put(id.clone(), seen, body.clone());
+        }
+        Ok(body)
+    }
+
     /// The remembered answer for `id`, if nothing was committed since it was read.
-    pub fn get(&self, id: &UserId) -> Option<Bytes> {
+    fn get(&self, id: &UserId) -> Option<Bytes> {
         if !self.is_on() {
             return None;
         }
         let now = self.version()?;
         let entries = self.entries.lock().ok()?;
-        let (version, body) = entries.get(id)?;
+        let (version, body) = entries.map.get(id)?;
         (*version == now).then(|| body.clone())
     }
 
     /// Remembers `body`, read from the database at version `seen`, unless something was
     /// committed since (then it may already be out of date).
-    pub fn put(&self, id: UserId, seen: Version, body: Bytes) {
+    fn put(&self, id: UserId, seen: Version, body: Bytes) {
         if self.version() != Some(seen) {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= CAPACITY {
-                entries.clear();
+            if entries.map.len() >= CAPACITY || entries.bytes + body.len() > CAPACITY_BYTES {
+                entries.map.clear();
+                entries.bytes = 0;
             }
-            entries.insert(id, (seen, body));
+            entries.bytes += body.len();
+            if let Some((_, old)) = entries.map.insert(id, (seen, body)) {
+                entries.bytes -= old.len();
+            }
         }
     }
 }
@@ -169,24 +205,156 @@ fn file_watch(path: &str) -> anyhow::Result<Watch> {
     anchor.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })?;
-    let shm_path = format!("{path}-shm");
-    let shm = std::fs::File::open(&shm_path).with_context(|| format!("open {shm_path}"))?;
-    let watch = Watch::File {
-        shm,
-        _anchor: Box::new(Mutex::new(anchor)),
-    };
+    // The name SQLite itself uses (it follows symbolic links).
+    let main = anchor
+        .path()
+        .filter(|p| !p.is_empty())
+        .context("SQLite names no file")?;
+    let shm_path = format!("{main}-shm");
+    let shm: &'static std::fs::File = Box::leak(Box::new(
+        std::fs::File::open(&shm_path).with_context(|| format!("open {shm_path}"))?,
+    ));
     let probe = UserCache {
-        watch,
-        entries: Mutex::new(HashMap::new()),
+        watch: Watch::File {
+            shm,
+            _anchor: Box::new(Mutex::new(anchor)),
+        },
+        entries: Mutex::default(),
     };
-    anyhow::ensure!(
-        probe.version().is_some(),
-        "{shm_path} does not hold a wal-index header"
-    );
-    Ok(probe.watch)
+    // Another process may be halfway through a commit: its two header copies differ for
+    // a moment.
+    for _ in 0..100 {
+        if probe.version().is_some() {
+            return Ok(probe.watch);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    anyhow::bail!("{shm_path} does not hold a wal-index header")
 }
 
 #[cfg(not(unix))]
 fn file_watch(_path: &str) -> anyhow::Result<Watch> {
     anyhow::bail!("only watched on Unix")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(path: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            path: path.to_owned(),
+            pool_size: 2,
+        }
+    }
+
+    /// Some commit, by a plain connection: not counted by this process, as another process's.
+    fn commit_elsewhere(conn: &Connection) {
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('test', ?1)",
+            [UserId::generate().as_str()],
+        )
+        .expect("commit");
+    }
+
+    /// Other tests commit too (the commit counter is the process's), so an answer that should
+    /// be kept is tried a few times.
+    fn kept(cache: &UserCache, id: &UserId, body: &Bytes) -> bool {
+        (0..50).any(|_| {
+            if let Some(seen) = cache.version() {
+                cache.put(id.clone(), seen, body.clone());
+            }
+            cache.get(id).as_ref() == Some(body)
+        })
+    }
+
+    #[test]
+    fn an_answer_is_served_only_until_the_next_commit_and_never_if_read_before_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.db").to_string_lossy().into_owned();
+        let _pool = super::super::open(&settings(&path)).expect("open");
+        let cache = UserCache::new(&settings(&path));
+        assert!(cache.is_on());
+        let other = Connection::open(&path).expect("second connection");
+        let id = UserId::generate();
+        let body = Bytes::from_static(b"{\"username\":\"a\"}");
+
+        // Read before a commit, offered after it: not kept.
+        let seen = cache.version().expect("settled");
+        commit_elsewhere(&other);
+        cache.put(id.clone(), seen, body.clone());
+        assert_eq!(cache.get(&id), None);
+
+        assert!(kept(&cache, &id, &body));
+        commit_elsewhere(&other);
+        assert_eq!(cache.get(&id), None);
+    }
+
+    #[test]
+    fn an_answer_read_while_a_commit_lands_is_answered_but_not_remembered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.db").to_string_lossy().into_owned();
+        let _pool = super::super::open(&settings(&path)).expect("open");
+        let cache = UserCache::new(&settings(&path));
+        let other = Connection::open(&path).expect("second connection");
+        let id = UserId::generate();
+        let body = Bytes::from_static(b"{\"plan\":\"old\"}");
+        let read = || async {
+            commit_elsewhere(&other);
+            Ok::<_, ()>(body.clone())
+        };
+        let answer = actix_web::rt::System::new().block_on(cache.get_or_read(&id, read));
+        assert_eq!(answer, Ok(body));
+        assert_eq!(cache.get(&id), None);
+    }
+
+    #[test]
+    fn in_memory_commits_through_the_pool_are_seen() {
+        let pool = super::super::open(&settings(":memory:")).expect("open");
+        let cache = UserCache::new(&settings(":memory:"));
+        let id = UserId::generate();
+        let body = Bytes::from_static(b"{}");
+        assert!(kept(&cache, &id, &body));
+        let conn = pool.get().expect("connection");
+        // DELETE without WHERE: the one change SQLite's row hooks do not report.
+        conn.execute("DELETE FROM meta", []).expect("delete");
+        assert_eq!(cache.get(&id), None);
+    }
+
+    #[test]
+    fn a_symlinked_path_is_watched_where_sqlite_keeps_the_wal_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = dir.path().join("real.db");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let link_path = link.to_string_lossy().into_owned();
+        let _pool = super::super::open(&settings(&link_path)).expect("open");
+        // A stale copy of the wal-index where a careless reader would look.
+        std::fs::copy(
+            dir.path().join("real.db-shm"),
+            dir.path().join("link.db-shm"),
+        )
+        .expect("copy");
+        let cache = UserCache::new(&settings(&link_path));
+        let other = Connection::open(&real).expect("second connection");
+        let id = UserId::generate();
+        let body = Bytes::from_static(b"{}");
+        assert!(kept(&cache, &id, &body));
+        commit_elsewhere(&other);
+        assert_eq!(cache.get(&id), None);
+    }
+
+    #[test]
+    fn the_memory_is_bounded_in_bytes() {
+        let cache = UserCache::new(&settings(":memory:"));
+        let big = Bytes::from(vec![b' '; 64 * 1024]);
+        for _ in 0..500 {
+            if let Some(seen) = cache.version() {
+                cache.put(UserId::generate(), seen, big.clone());
+            }
+            let entries = cache.entries.lock().expect("lock");
+            assert!(entries.bytes <= CAPACITY_BYTES);
+            assert_eq!(entries.bytes, entries.map.len() * big.len());
+        }
+    }
 }

@@ -169,16 +169,25 @@ where
 
 /// Runs a short read (a lookup by key: microseconds) on the calling worker when a pooled
 /// connection is free at once; the hop to the blocking pool costs more than such a read.
-/// When the pool is busy it falls back to [`run`], so a worker never waits for a connection.
+/// A worker never waits: when the pool is busy, or the read would have to wait for a lock
+/// (another process recovering the file, say), it is done again through [`run`].
 pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    F: Fn(&mut Connection) -> Result<T, ApiError> + Send + 'static,
 {
-    match pool.try_get() {
-        Some(mut conn) => work(&mut conn),
-        None => run(pool, work).await,
+    if let Some(mut conn) = pool.try_get() {
+        let answer = conn
+            .busy_timeout(Duration::ZERO)
+            .map_err(ApiError::internal)
+            .and_then(|()| work(&mut conn));
+        // sqlite3_busy_timeout cannot fail on an open connection.
+        let _ = conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS.into()));
+        if !matches!(answer, Err(ApiError::Internal(_))) {
+            return answer;
+        }
     }
+    run(pool, work).await
 }
 
 #[cfg(test)]

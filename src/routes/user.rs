@@ -143,18 +143,16 @@ pub async fn current(
     state: web::Data<AppState>,
     caller: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let cache = &state.user_cache;
-    if let Some(body) = cache.get(&caller.id) {
-        return Ok(json_bytes(body));
-    }
-    let seen = cache.version();
-    let id = caller.id.clone();
-    let user = db::read(&state.pool, move |conn| users::find_by_id(conn, &id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
-    let body = Bytes::from(serde_json::to_vec(&user.public()).map_err(ApiError::internal)?);
-    if let Some(seen) = seen {
-        cache.put(caller.id, seen, body.clone());
-    }
+    let body = state
+        .user_cache
+        .get_or_read(&caller.id, || async {
+            let id = caller.id.clone();
+            let user = db::read(&state.pool, move |conn| users::find_by_id(conn, &id))
+                .await?
+                .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+            let json = serde_json::to_vec(&user.public()).map_err(ApiError::internal)?;
+            Ok::<_, ApiError>(Bytes::from(json))
+        })
+        .await?;
     Ok(json_bytes(body))
 }
