@@ -151,6 +151,14 @@ pub struct Report {
     pub unchanged: usize,
 }
 
+/// The stored user a fixture declares: the one with its id, else the one with its username.
+pub fn stored(conn: &Connection, f: &FixtureUser) -> Result<Option<User>, ApiError> {
+    match &f.id {
+        Some(id) => users::find_by_id(conn, &UserId::parse(id)?),
+        None => users::find_by_username(conn, &f.username),
+    }
+}
+
 /// Brings the database to what the fixtures say, in one transaction: missing users are created,
 /// existing ones (matched by id, else username) are overwritten with the declared fields and
 /// the defaults for the rest. Plain passwords are hashed at `cost` (in parallel), unless the
@@ -163,18 +171,10 @@ pub fn apply(
 ) -> Result<Report, String> {
     validate(fixtures)?;
     let db_err = |e: ApiError| format!("database: {e:#}");
-    // Existing users, matched by id, else by username.
-    let mut existing = Vec::with_capacity(fixtures.len());
-    for f in fixtures {
-        let found = match &f.id {
-            Some(id) => {
-                let id = UserId::parse(id).map_err(db_err)?;
-                users::find_by_id(conn, &id).map_err(db_err)?
-            }
-            None => users::find_by_username(conn, &f.username).map_err(db_err)?,
-        };
-        existing.push(found);
-    }
+    let existing = fixtures
+        .iter()
+        .map(|f| stored(conn, f).map_err(db_err))
+        .collect::<Result<Vec<_>, _>>()?;
     let hashes = password_hashes(fixtures, &existing, cost)?;
     let now = users::now_ms();
     let tx = conn.transaction().map_err(|e| format!("database: {e}"))?;

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use crate::body::JsonObject;
 use crate::db::{self, users};
-use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::fixtures::{self, FixtureUser};
 use crate::routes::json_ok;
@@ -38,14 +37,10 @@ pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let n = db::run(&state.pool, move |conn| {
         let declared = &st.settings.users;
         let tx = conn.transaction().map_err(ApiError::internal)?;
-        // Declared users keep their ids: those matched by username keep the stored one.
+        // Declared users that are stored keep their ids.
         let mut keep = Vec::new();
         for f in declared {
-            let id = match &f.id {
-                Some(id) => Some(UserId::parse(id)?),
-                None => users::find_by_username(&tx, &f.username)?.map(|u| u.id),
-            };
-            keep.extend(id);
+            keep.extend(fixtures::stored(&tx, f)?.map(|u| u.id));
         }
         users::delete_all_except(&tx, &keep)?;
         tx.commit().map_err(ApiError::internal)?;
@@ -85,11 +80,7 @@ pub async fn batch(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpR
         .map_err(fixture_error)?;
         let mut out = Vec::with_capacity(batch.len());
         for f in &batch {
-            let found = match &f.id {
-                Some(id) => users::find_by_id(conn, &UserId::parse(id)?)?,
-                None => users::find_by_username(conn, &f.username)?,
-            };
-            out.extend(found);
+            out.extend(fixtures::stored(conn, f)?);
         }
         Ok(out)
     })
