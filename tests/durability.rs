@@ -9,9 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
@@ -19,51 +18,15 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_appmixer-auth");
+#[path = "support/process.rs"]
+mod process;
+use process::{Server, command_in, launch};
+
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PASSWORD: &str = "admin-pass";
 
-/// The server as a child process. Dropping it kills it.
-struct Server {
-    child: Child,
-
-    addr: SocketAddr,
-    /// Everything written to stderr so far, drained continuously so a chatty log never fills
-    /// the pipe and stalls the server.
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
-    }
-
-    /// Waits (bounded) for the process to end.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit within {within:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
+fn pid(server: &Server) -> Pid {
+    Pid::from_raw(i32::try_from(server.child.id()).unwrap())
 }
 
 /// A settings file with one fixture admin, so the admin API can update and delete.
@@ -82,53 +45,15 @@ fn write_config(dir: &Path) -> PathBuf {
 /// Starts the binary on port 0 with this database and bcrypt cost, and reads its
 /// `listening on` line.
 fn start(dir: &Path, db: &Path, cost: u32) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .arg("--config")
-        .arg(dir.join("appmixer.toml"))
-        .args(["--port", "0", "--db"])
+    let config = dir.join("appmixer.toml");
+    let mut cmd = command_in(dir, &["--port", "0"]);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--db")
         .arg(db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("APPMIXER_") {
-            cmd.env_remove(k);
-        }
-    }
-    for k in [
-        "RUST_LOG",
-        "API_USER_CREATE_SCOPE",
-        "GRIDD_JWT_TOKEN_EXP",
-        "HTTP_API_PORT",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("APPMIXER_AUTH__BCRYPT_COST", cost.to_string())
+        .env("APPMIXER_AUTH__BCRYPT_COST", cost.to_string())
         .env("APPMIXER_AUTH__MAX_FAILED_ATTEMPTS", "0");
-    let mut child = cmd.spawn().expect("the binary starts");
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut pipe = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Some(url) = line.trim().strip_prefix("listening on ") else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("first line was {line:?}; log:\n{}", log.lock().unwrap());
-    };
-    let url = url.to_owned();
-    let addr = url.trim_start_matches("http://").parse().unwrap();
-    Server { child, addr, log }
+    launch(cmd)
 }
 
 /// Writes one HTTP/1.1 request.
@@ -410,7 +335,7 @@ fn a_stop_signal_finishes_in_flight_requests_and_exits_0(signal: Signal) {
     // A cost-12 hash takes hundreds of milliseconds; signal while it runs.
     std::thread::sleep(Duration::from_millis(150));
     let signalled = Instant::now();
-    kill(server.pid(), signal).unwrap();
+    kill(pid(&server), signal).unwrap();
     // The listener closes at once, while the request is still being served.
     let deadline = Instant::now() + Duration::from_secs(5);
     let refused_at = loop {

@@ -1,67 +1,13 @@
 //! The binary as a process: flags, settings precedence, the `listening on` line, logs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_appmixer-auth");
-
-struct Running {
-    child: Child,
-    url: String,
-    /// Everything the server wrote to stderr so far (drained continuously, so a chatty log
-    /// never fills the pipe and stalls the server).
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::process::{BIN, command_in, launch};
 
 fn command(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env("APPMIXER_AUTH__BCRYPT_COST", "4")
-        .stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("APPMIXER_") && k != "APPMIXER_AUTH__BCRYPT_COST" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// Starts the binary and reads its `listening on` line.
-fn launch(mut cmd: Command) -> Running {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut pipe = BufReader::new(child.stderr.take().unwrap());
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line was {line:?}"))
-        .to_owned();
-    Running { child, url, stderr }
+    command_in(dir, &[])
 }
 
 fn get_json(url: &str) -> Value {
@@ -263,7 +209,7 @@ fn request_logs_carry_method_path_status_and_never_secrets() {
     let _ = server.child.kill();
     let _ = server.child.wait();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = server.stderr.lock().unwrap().clone();
+    let out = server.log();
     assert!(out.contains("POST /user/auth 200"), "{out}");
     assert!(out.contains("GET /user 200"), "{out}");
     assert!(!out.contains(password), "password in the log");
@@ -282,7 +228,7 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
     get_json(&format!("{}/", server.url));
     let mut request_line = None;
     for _ in 0..50 {
-        let log = server.stderr.lock().unwrap().clone();
+        let log = server.log();
         request_line = log
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -292,7 +238,7 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let log = server.stderr.lock().unwrap().clone();
+    let log = server.log();
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         for key in ["time", "level", "target", "message"] {
@@ -392,7 +338,7 @@ fn a_bcrypt_cost_below_10_warns_at_start() {
     let server = launch(cmd);
     let mut log = String::new();
     for _ in 0..50 {
-        log = server.stderr.lock().unwrap().clone();
+        log = server.log();
         if log.contains("bcrypt_cost") {
             break;
         }

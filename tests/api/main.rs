@@ -14,6 +14,8 @@ mod input;
 mod limits;
 mod metrics;
 mod openapi;
+#[path = "../support/process.rs"]
+mod process;
 mod proxies;
 mod tls;
 mod tokens;

@@ -11,15 +11,16 @@ mod token;
 mod transfer;
 mod users;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_appmixer-auth");
+#[path = "../support/process.rs"]
+mod process;
+pub use process::{BIN, Server, command_in, launch};
 
 /// A working directory with its own `appmixer.db`; every command runs in it.
 pub struct Place {
@@ -93,28 +94,6 @@ impl Place {
     }
 }
 
-pub fn command_in(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("APPMIXER_AUTH__BCRYPT_COST", "4")
-        .stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if (k.starts_with("APPMIXER_") && k != "APPMIXER_AUTH__BCRYPT_COST")
-            || [
-                "API_USER_CREATE_SCOPE",
-                "GRIDD_JWT_TOKEN_EXP",
-                "HTTP_API_PORT",
-            ]
-            .contains(&k.as_str())
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 pub fn assert_success(out: &Output, args: &[&str]) {
     assert!(
         out.status.success(),
@@ -131,62 +110,6 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A running server process; killed when dropped.
-pub struct Server {
-    pub child: Child,
-    pub url: String,
-    pub port: u16,
-    /// Everything it wrote to stderr (drained continuously so a full pipe never stalls it).
-    pub stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    pub fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-/// Starts the binary and reads its `listening on` line.
-pub fn launch(mut cmd: Command) -> Server {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = BufReader::new(child.stderr.take().unwrap());
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line was {line:?}: {}", stderr.lock().unwrap()))
-        .to_owned();
-    let port = url.rsplit(':').next().unwrap().parse().unwrap();
-    Server {
-        child,
-        url,
-        port,
-        stderr,
-    }
 }
 
 /// Plain blocking HTTP for tests: a current-thread runtime per call.
