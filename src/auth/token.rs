@@ -30,6 +30,12 @@ pub enum TokenError {
     Invalid,
 }
 
+/// The last second a token time can name: jwt-simple counts time in 1/2^32 s in a u64, so
+/// 2^32 - 1 s after the epoch (February 2106). Later `exp` values are capped here.
+pub const LAST_TOKEN_SECOND: u64 = u32::MAX as u64;
+/// The latest the (movable) clock may be set to, leaving room for the tolerance.
+pub const LATEST_CLOCK_SECS: u64 = LAST_TOKEN_SECOND - 86_400;
+
 /// The server's notion of now, in seconds since the epoch. It can be moved (test fixtures
 /// use this to expire tokens without waiting).
 #[derive(Debug, Default)]
@@ -38,9 +44,11 @@ pub struct ServerClock {
 }
 
 impl ServerClock {
+    /// Now, in seconds, between 0 and [`LATEST_CLOCK_SECS`].
     pub fn now(&self) -> u64 {
         let real = Clock::now_since_epoch().as_secs() as i64;
-        (real + self.offset_secs.load(Ordering::Relaxed)).max(0) as u64
+        let moved = real.saturating_add(self.offset_secs.load(Ordering::Relaxed));
+        moved.clamp(0, LATEST_CLOCK_SECS as i64) as u64
     }
     pub fn set_offset(&self, secs: i64) {
         self.offset_secs.store(secs, Ordering::Relaxed);
@@ -95,17 +103,19 @@ impl TokenService {
         scope: &[String],
         lifetime_secs: u64,
     ) -> anyhow::Result<String> {
-        let now = Duration::from_secs(self.clock.now());
+        let now = self.clock.now();
+        // Times are set here, from the server's clock; jwt-simple's own are replaced.
         let mut claims = Claims::with_custom_claims(
             UserClaims {
                 id: id.to_owned(),
                 scope: scope.to_vec(),
             },
-            Duration::from_secs(lifetime_secs),
+            Duration::from_secs(0),
         );
-        claims.issued_at = Some(now);
-        claims.invalid_before = Some(now);
-        claims.expires_at = Some(now + Duration::from_secs(lifetime_secs));
+        claims.issued_at = Some(Duration::from_secs(now));
+        claims.invalid_before = Some(Duration::from_secs(now));
+        let exp = now.saturating_add(lifetime_secs).min(LAST_TOKEN_SECOND);
+        claims.expires_at = Some(Duration::from_secs(exp));
         self.key.authenticate(claims)
     }
 
@@ -222,6 +232,23 @@ mod tests {
         s.clock.set_offset(0);
         let forged = String::from_utf8(forged).expect("ascii");
         assert_eq!(s.verify(&forged).unwrap_err(), TokenError::Invalid);
+    }
+
+    #[test]
+    fn lifetimes_past_2106_are_capped_not_wrapped() {
+        let s = service();
+        let token = s
+            .issue_for("5c88c7cc04a917256c726c3d", &[], 100 * 365 * 86_400)
+            .expect("issue");
+        let claims = s.verify(&token).expect("valid");
+        assert_eq!(claims.expires_at.expect("exp").as_secs(), LAST_TOKEN_SECOND);
+        // The clock cannot be moved past the last time a token can name.
+        s.clock.set_offset(i64::MAX);
+        assert_eq!(s.clock.now(), LATEST_CLOCK_SECS);
+        let late = s.issue("5c88c7cc04a917256c726c3d", &[]).expect("issue");
+        assert!(s.verify(&late).is_ok());
+        s.clock.set_offset(i64::MIN);
+        assert_eq!(s.clock.now(), 0);
     }
 
     #[test]

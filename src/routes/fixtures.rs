@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
+use crate::auth::token::LATEST_CLOCK_SECS;
 use crate::body::JsonObject;
 use crate::db::{self, users};
 use crate::error::ApiError;
@@ -91,6 +92,9 @@ pub async fn batch(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpR
 
 /// `POST /_fixtures/clock`: `{"advance": "31d"}`, `{"set": <unix seconds>}` or
 /// `{"reset": true}` moves the clock used to issue and verify tokens. Answers `{"now"}`.
+/// Token times end in February 2106 (see [`LATEST_CLOCK_SECS`]).
+const TOO_LATE: &str = "the clock cannot go past 2106-02-06 (token times end there)";
+
 pub async fn clock(
     state: web::Data<AppState>,
     JsonObject(body): JsonObject,
@@ -115,16 +119,21 @@ pub async fn clock(
                     ));
                 }
             };
-            let secs = i64::try_from(secs)
-                .map_err(|_| ApiError::field("advance", "\"advance\" is too large"))?;
-            clock.set_offset(clock.offset().saturating_add(secs));
+            let at = clock
+                .now()
+                .checked_add(secs)
+                .filter(|t| *t <= LATEST_CLOCK_SECS)
+                .ok_or_else(|| ApiError::field("advance", TOO_LATE))?;
+            clock.set_offset(at as i64 - real);
         }
         (None, Some(set), None) => {
             let at = set
-                .as_i64()
-                .filter(|t| *t >= 0)
+                .as_u64()
                 .ok_or_else(|| ApiError::field("set", "\"set\" must be unix seconds"))?;
-            clock.set_offset(at - real);
+            if at > LATEST_CLOCK_SECS {
+                return Err(ApiError::field("set", TOO_LATE));
+            }
+            clock.set_offset(at as i64 - real);
         }
         (None, None, Some(Value::Bool(true))) => clock.set_offset(0),
         _ => {

@@ -176,3 +176,47 @@ async fn the_clock_advances_sets_and_resets_token_time() {
         boom(app.post_json("/_fixtures/clock", &bad).await, 400).await;
     }
 }
+
+/// Token times end in February 2106 (jwt-simple counts 1/2^32 s in a u64): the clock cannot be
+/// moved past that, and a lifetime reaching past it is capped, never wrapped into the past.
+#[tokio::test]
+async fn times_past_2106_are_refused_or_capped_never_wrapped() {
+    let app = spawn_with(|s| {
+        s.fixtures.api = true;
+        s.auth.token_expiration = appmixer_auth::settings::Timespan(100 * 365 * 86_400);
+    })
+    .await;
+    let (_, token) = app.new_user("long", "secret-1").await;
+    let exp = crate::helpers::claims(&token)["exp"].as_u64().unwrap();
+    assert_eq!(exp, u64::from(u32::MAX));
+    assert_eq!(app.get_with_token("/user", &token).await.status(), 200);
+
+    for bad in [
+        json!({"set": 9_223_372_036_854_775_807_u64}),
+        json!({"set": 4_294_967_295_u64}),
+        json!({"advance": "36500d"}),
+        json!({"advance": 18_446_744_073_709_551_615_u64}),
+    ] {
+        let refused = boom(app.post_json("/_fixtures/clock", &bad).await, 400).await;
+        assert!(
+            refused["message"].as_str().unwrap().contains("2106"),
+            "{bad}: {refused}"
+        );
+    }
+    // The clock is where it was: the token still works, and a late but valid time is taken.
+    assert_eq!(app.get_with_token("/user", &token).await.status(), 200);
+    let res = app
+        .post_json("/_fixtures/clock", &json!({"set": 4_102_444_800_u64}))
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["now"], 4_102_444_800_u64);
+    let res = app
+        .sign_in(&json!({"username": "long", "password": "secret-1"}))
+        .await;
+    let late: Value = res.json().await.unwrap();
+    let late = late["token"].as_str().unwrap();
+    assert_eq!(
+        crate::helpers::claims(late)["exp"].as_u64().unwrap(),
+        u64::from(u32::MAX)
+    );
+    assert_eq!(app.get_with_token("/user", late).await.status(), 200);
+}
