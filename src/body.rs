@@ -14,6 +14,43 @@ use crate::error::ApiError;
 
 /// The largest body accepted; larger ones are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a body may take to arrive once the headers are in (the headers themselves have
+/// the server's 10 s request timeout); a client that stalls gets 408.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the whole body, at most `limit` bytes (413 beyond, checked against Content-Length
+/// first) and within [`BODY_TIMEOUT`] (408).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let read = async move {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                log::debug!("request body: {e}");
+                ApiError::BadRequest("Invalid request payload".into())
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    actix_web::rt::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
 
 /// A request body that is a JSON object.
 #[derive(Debug)]
@@ -43,25 +80,9 @@ fn kind(req: &HttpRequest) -> Result<Kind, ApiError> {
     }
 }
 
-async fn read_limited(req: HttpRequest, mut payload: Payload) -> Result<JsonObject, ApiError> {
+async fn read_limited(req: HttpRequest, payload: Payload) -> Result<JsonObject, ApiError> {
     let kind = kind(&req)?;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::BadRequest(format!("Invalid request payload: {e}").into()))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
     let value = if body.iter().all(u8::is_ascii_whitespace) {
         // An empty body is an empty object, so the error names the first missing field.
         Value::Object(Object::new())

@@ -34,6 +34,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Unsupported Media Type")]
     UnsupportedMediaType,
+    /// The body did not arrive in time (a client that stalls after the headers).
+    #[error("Request body was not received in time")]
+    RequestTimeout,
     /// Too many failed sign-ins; the client may retry after this many seconds.
     #[error("Too many failed sign-in attempts, try again later")]
     TooManyRequests { retry_after: u64 },
@@ -118,6 +121,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,7 +143,7 @@ impl ResponseError for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 res
             }
-            ApiError::PayloadTooLarge(_) => {
+            ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout => {
                 // The rest of the body is never read, so the connection cannot carry another
                 // request: say so, or a client may reuse it and see it cut.
                 let mut res = boom(status, &self.to_string());

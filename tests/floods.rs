@@ -349,3 +349,39 @@ async fn a_huge_declared_body_is_refused_with_413_before_it_is_sent() {
     assert_eq!(res.body["statusCode"], 413, "{:?}", res.body);
     app.handle.stop(false).await;
 }
+
+/// A client that sends its head and then stalls in the body gets a `408` Boom after the body
+/// timeout, and the connection is closed: it cannot hold a worker's request forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_answered_408_and_the_connection_closed() {
+    let app = spawn(|_| {});
+    let limit = appmixer_auth::body::BODY_TIMEOUT + Duration::from_secs(5);
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"use",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let res = tokio::time::timeout(limit, read_response(&mut s))
+        .await
+        .expect("answered within the body timeout")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= appmixer_auth::body::BODY_TIMEOUT - Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert_eq!(res.status, 408);
+    assert_eq!(res.body["statusCode"], 408, "{:?}", res.body);
+    assert_eq!(res.body["error"], "Request Timeout");
+    assert_eq!(
+        res.headers.get("connection").map(String::as_str),
+        Some("close")
+    );
+    let (_, rest) = until_closed(s, Duration::from_secs(5)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    // Others were served meanwhile and still are.
+    assert_eq!(request(app.addr, "GET", "/", None).await.status, 200);
+    app.handle.stop(false).await;
+}

@@ -1,7 +1,7 @@
 //! The fixture API for test suites (`fixtures.api = true` or `--fixture-api`): reset users,
 //! create a batch of users, move the clock. Off by default, when these routes do not exist.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::auth::token::LATEST_CLOCK_SECS;
@@ -60,7 +60,12 @@ pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 
 /// `POST /_fixtures/users`: an array of users with the fields of `[[users]]`, created or
 /// updated in one transaction (all or nothing). Answers the public users.
-pub async fn batch(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = crate::body::read_body(&req, payload.into_inner(), BATCH_BYTES).await?;
     let list: Vec<Value> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("Expected a JSON array of users".into()))?;
     let mut batch = Vec::with_capacity(list.len());
@@ -145,13 +150,12 @@ pub async fn clock(
     json_ok(&json!({ "now": clock.now() }))
 }
 
+/// The largest `/_fixtures/users` body: thousands of users at once.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
 /// Registers the fixture routes (only called when the API is on).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/_fixtures/reset", web::post().to(reset))
-        .service(
-            web::resource("/_fixtures/users")
-                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .route(web::post().to(batch)),
-        )
+        .route("/_fixtures/users", web::post().to(batch))
         .route("/_fixtures/clock", web::post().to(clock));
 }
