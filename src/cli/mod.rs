@@ -118,6 +118,18 @@ pub fn connect(settings: &Settings) -> CliResult<db::Pool> {
     Ok(db::open(&settings.database)?)
 }
 
+/// [`connect`] for commands that only read or change what is there: a database file that does
+/// not exist is an error (a mistyped `--db` would otherwise create an empty one).
+pub fn connect_existing(settings: &Settings) -> CliResult<db::Pool> {
+    let path = &settings.database.path;
+    if !settings.database.is_memory() && !std::path::Path::new(path).exists() {
+        return Err(CliError::failure(format!(
+            "no database at {path} (the server, `users add` or `users import` creates it)"
+        )));
+    }
+    connect(settings)
+}
+
 /// Finds a user by id, username or email, in that order; not found is exit 1.
 pub fn find_user(conn: &rusqlite::Connection, key: &str) -> CliResult<User> {
     if let Ok(id) = UserId::parse(key)

@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, a: TokenArgs, out: &mut dyn Write) -> CliResult 
     if ttl.0 == 0 {
         return Err(CliError::usage("--ttl: must be longer than 0 seconds"));
     }
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     let conn = pool.get()?;
     let user = find_user(&conn, &a.user)?;
     // The server's resolution: the configured secret, else the one kept in the database.

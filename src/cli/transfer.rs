@@ -69,7 +69,7 @@ impl<'a> From<&'a User> for UserRecord<'a> {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// File to write (mode 0600: it holds password hashes); stdout when left out.
+    /// File to write (mode 0600: it holds password hashes); stdout when left out or `-`.
     pub file: Option<PathBuf>,
 }
 
@@ -97,11 +97,15 @@ pub struct ImportReport {
 }
 
 pub fn export(settings: &Settings, a: ExportArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     // One statement: one consistent snapshot, even while the server writes.
     let all = users::all(&*pool.get()?)?;
     drop(pool);
-    match &a.file {
+    match a
+        .file
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"))
+    {
         None => write_document(out, &all),
         Some(path) => {
             super::write_private(path, |w| write_document(w, &all))?;

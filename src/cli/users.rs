@@ -77,8 +77,8 @@ pub struct ListArgs {
     /// `field` or `field:1|-1`, e.g. `created:-1` (default `created:1`).
     #[arg(long, value_name = "FIELD[:1|-1]")]
     pub sort: Option<String>,
-    /// At most this many users (default: all).
-    #[arg(long)]
+    /// At most this many users, 1 or more (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
     /// Skip this many users first.
     #[arg(long, default_value_t = 0)]
@@ -268,7 +268,7 @@ fn list(settings: &Settings, a: ListArgs, out: &mut dyn Write) -> CliResult {
             .map(|f| parse_filter(f))
             .collect::<CliResult<_>>()?,
     };
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     let found = users::list(&*pool.get()?, &query)?;
     if a.json {
         let public: Vec<_> = found.iter().map(User::public).collect();
@@ -334,7 +334,7 @@ fn write_user(out: &mut dyn Write, u: &User, as_json: bool) -> CliResult {
 }
 
 fn show(settings: &Settings, a: ShowArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     let user = find_user(&*pool.get()?, &a.user)?;
     write_user(out, &user, a.json)
 }
@@ -342,7 +342,7 @@ fn show(settings: &Settings, a: ShowArgs, out: &mut dyn Write) -> CliResult {
 fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) -> CliResult {
     let password = password_or_stdin(a.password, "New password")?;
     let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     let conn = pool.get()?;
     let user = find_user(&conn, &a.user)?;
     let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
@@ -358,7 +358,7 @@ fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) ->
 }
 
 fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect(settings)?;
+    let pool = super::connect_existing(settings)?;
     let conn = pool.get()?;
     let user = find_user(&conn, &a.user)?;
     if !users::delete(&conn, &user.id)? {

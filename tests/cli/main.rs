@@ -86,6 +86,14 @@ impl Place {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// The stored users (`users list --json`); none when no command has created the database.
+    pub fn stored_users(&self) -> Value {
+        if !self.path("appmixer.db").exists() {
+            return Value::Array(Vec::new());
+        }
+        self.json(&["users", "list", "--json"])
+    }
+
     /// Starts the server on port 0 in this directory.
     pub fn serve(&self, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--port", "0"];

@@ -55,6 +55,9 @@ fn export_wipe_import_restores_every_field_and_old_tokens_still_work() {
     place.ok(&["users", "export", "users.json"]);
     let exported = std::fs::read_to_string(place.path("users.json")).unwrap();
     assert_eq!(place.ok(&["users", "export"]), exported);
+    // `-` is stdout too, as `import -` is stdin; no file named `-` appears.
+    assert_eq!(place.ok(&["users", "export", "-"]), exported);
+    assert!(!place.path("-").exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -85,7 +88,7 @@ fn export_wipe_import_restores_every_field_and_old_tokens_still_work() {
 
     // Wipe (no declared users: everyone goes), then the tokens point at nobody.
     place.ok(&["users", "reset", "--yes"]);
-    assert_eq!(place.json(&["users", "list", "--json"]), json!([]));
+    assert_eq!(place.stored_users(), json!([]));
     let me = format!("{}/user", server.url);
     assert_eq!(http("GET", &me, Some(&tokens[0].0), None).0, 404);
 
@@ -162,7 +165,7 @@ fn a_bad_record_is_named_and_nothing_is_imported() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("users[2] (\"user2\"): email"), "{err}");
-    assert_eq!(place.json(&["users", "list", "--json"]), json!([]));
+    assert_eq!(place.stored_users(), json!([]));
 
     for (change, needle) in [
         (json!({"passwordHash": "plain-text"}), "passwordHash"),
@@ -194,7 +197,7 @@ fn a_bad_record_is_named_and_nothing_is_imported() {
     place.write("bad.json", "{\"users\": [");
     let err = stderr(&place.run(&["users", "import", "bad.json"]));
     assert!(err.contains("bad.json: not valid JSON"), "{err}");
-    assert_eq!(place.json(&["users", "list", "--json"]), json!([]));
+    assert_eq!(place.stored_users(), json!([]));
 
     // A record that clashes with a stored user (another id, same username) rolls back all.
     place.ok(&[

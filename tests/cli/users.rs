@@ -146,7 +146,7 @@ fn users_add_validates_like_the_api_and_exits_2_without_creating_anything() {
     let out = place.run(&["users", "add", "ann@example.com"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("password"), "{}", stderr(&out));
-    assert_eq!(place.json(&["users", "list", "--json"]), json!([]));
+    assert_eq!(place.stored_users(), json!([]));
 }
 
 #[test]
@@ -210,11 +210,20 @@ fn add(place: &Place, name: &str, scope: &str) {
 #[test]
 fn users_list_prints_a_table_or_json_filtered_sorted_and_paged() {
     let place = Place::new();
+    // No database yet: said, and none is created by asking.
     let out = place.run(&["users", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no database at appmixer.db"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!place.path("appmixer.db").exists());
+    add(&place, "carol", "user");
+    let out = place.run(&["users", "list", "--pattern", "nobody"]);
     assert_success(&out, &["users", "list"]);
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains("no users"));
-    add(&place, "carol", "user");
     add(&place, "alice", "user,admin");
     add(&place, "bob", "user");
 
@@ -251,6 +260,9 @@ fn users_list_prints_a_table_or_json_filtered_sorted_and_paged() {
         names(&["--sort", "username", "--limit", "1", "--offset", "1"]),
         ["bob"]
     );
+    // As the API's limit, 0 is refused (exit 2), not an empty page.
+    let out = place.run(&["users", "list", "--limit", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let full = place.json(&["users", "list", "--json"]);
     assert!(full[0].get("passwordHash").is_none());
     assert_eq!(full[0]["email"], "carol@example.com");
