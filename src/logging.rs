@@ -69,7 +69,55 @@ pub fn init(format: LogFormat, default_level: &str) {
             writeln!(buf, "{}", Value::Object(obj))
         }),
     };
-    let _ = builder.try_init();
+    let logger = builder.build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(ClientFaults(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// actix-http logs a request it cannot parse (a malformed header, a bad Content-Length, a
+/// request line that is not HTTP) as `ERROR stream error: …`. That is the client's fault, and
+/// the client was answered 400, so it is logged at DEBUG: an ERROR line should mean the server
+/// needs attention.
+struct ClientFaults(env_logger::Logger);
+
+impl ClientFaults {
+    fn is_client_fault(record: &log::Record<'_>) -> bool {
+        record.level() == log::Level::Error
+            && record.target().starts_with("actix_http::h1")
+            && record.args().to_string().starts_with("stream error")
+    }
+}
+
+impl log::Log for ClientFaults {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !Self::is_client_fault(record) {
+            if self.0.enabled(record.metadata()) {
+                self.0.log(record);
+            }
+            return;
+        }
+        let lowered = log::Record::builder()
+            .level(log::Level::Debug)
+            .target(record.target())
+            .args(*record.args())
+            .module_path(record.module_path())
+            .file(record.file())
+            .line(record.line())
+            .build();
+        if self.0.enabled(lowered.metadata()) {
+            self.0.log(&lowered);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// One line per request: method, path (never the query string, which may hold a token),

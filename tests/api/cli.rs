@@ -349,3 +349,39 @@ fn a_bcrypt_cost_below_10_warns_at_start() {
         "{log}"
     );
 }
+
+/// A request actix-http cannot parse is the client's fault: answered 400, and logged at DEBUG,
+/// not ERROR (an ERROR line should mean the server needs attention).
+#[test]
+fn malformed_requests_are_not_logged_as_server_errors() {
+    use std::io::{Read, Write};
+    for (level, expect_line) in [("info", false), ("debug", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = command(dir.path());
+        cmd.args(["--port", "0"]).env("RUST_LOG", level);
+        let server = launch(cmd);
+        let addr = server.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nthis line has no colon\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+        // The server goes on serving.
+        assert_eq!(get_json(&format!("{}/", server.url))["version"], "6.3.0");
+        // The log is drained by another thread: give it a moment.
+        let has_line = |log: &str| {
+            log.lines()
+                .any(|l| l.contains("DEBUG actix_http::h1") && l.contains("stream error"))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !has_line(&server.log()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let log = server.log();
+        assert!(!log.contains(" ERROR "), "RUST_LOG={level}:\n{log}");
+        assert_eq!(has_line(&log), expect_line, "RUST_LOG={level}:\n{log}");
+    }
+}
