@@ -2,6 +2,7 @@
 //! default) or URL-encoded forms, at most 64 KiB, always a JSON object for the handler.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -14,15 +15,19 @@ use crate::error::ApiError;
 
 /// The largest body accepted; larger ones are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How long a body may take to arrive once the headers are in (the headers themselves have
-/// the server's 10 s request timeout); a client that stalls gets 408.
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a body may pause (the headers themselves have the server's 10 s request timeout);
+/// a client that stalls gets 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest a body may arrive on the whole: [`BODY_TIMEOUT`] plus a second per this many
+/// bytes of the route's limit (12 s for the 64 KiB JSON routes).
+const SLOWEST_BYTES_PER_SEC: usize = 32 * 1024;
 
-/// Reads the whole body, at most `limit` bytes (413 beyond, checked against Content-Length
-/// first) and within [`BODY_TIMEOUT`] (408).
+/// Reads the whole body, decompressed as its `Content-Encoding` says: at most `limit` bytes
+/// (413 beyond, checked against `Content-Length` first), with no pause over [`BODY_TIMEOUT`]
+/// and not slower on the whole than [`SLOWEST_BYTES_PER_SEC`] (408).
 pub async fn read_body(
     req: &HttpRequest,
-    mut payload: Payload,
+    payload: Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
     let declared = req
@@ -33,9 +38,14 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
+    let mut payload = actix_web::dev::Decompress::from_headers(payload, req.headers());
     let read = async move {
-        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-        while let Some(chunk) = payload.next().await {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+        loop {
+            let next = actix_web::rt::time::timeout(BODY_TIMEOUT, payload.next())
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| {
                 log::debug!("request body: {e}");
                 ApiError::BadRequest("Invalid request payload".into())
@@ -47,7 +57,8 @@ pub async fn read_body(
         }
         Ok(body)
     };
-    actix_web::rt::time::timeout(BODY_TIMEOUT, read)
+    let whole = BODY_TIMEOUT + Duration::from_secs((limit / SLOWEST_BYTES_PER_SEC) as u64);
+    actix_web::rt::time::timeout(whole, read)
         .await
         .map_err(|_| ApiError::RequestTimeout)?
 }

@@ -109,6 +109,7 @@ impl log::Log for ClientFaults {
             .module_path(record.module_path())
             .file(record.file())
             .line(record.line())
+            .key_values(record.key_values())
             .build();
         if self.0.enabled(lowered.metadata()) {
             self.0.log(&lowered);

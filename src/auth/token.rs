@@ -44,11 +44,15 @@ pub struct ServerClock {
 }
 
 impl ServerClock {
-    /// Now, in seconds, between 0 and [`LATEST_CLOCK_SECS`].
+    /// Now, in seconds, between [`TIME_TOLERANCE_SECS`] (jwt-simple refuses every token
+    /// before that) and [`LATEST_CLOCK_SECS`].
     pub fn now(&self) -> u64 {
-        let real = Clock::now_since_epoch().as_secs() as i64;
-        let moved = real.saturating_add(self.offset_secs.load(Ordering::Relaxed));
-        moved.clamp(0, LATEST_CLOCK_SECS as i64) as u64
+        let moved = Self::real().saturating_add(self.offset_secs.load(Ordering::Relaxed));
+        moved.clamp(TIME_TOLERANCE_SECS as i64, LATEST_CLOCK_SECS as i64) as u64
+    }
+    /// The machine's clock, in seconds since the epoch.
+    pub fn real() -> i64 {
+        Clock::now_since_epoch().as_secs() as i64
     }
     pub fn set_offset(&self, secs: i64) {
         self.offset_secs.store(secs, Ordering::Relaxed);
@@ -248,7 +252,7 @@ mod tests {
         let late = s.issue("5c88c7cc04a917256c726c3d", &[]).expect("issue");
         assert!(s.verify(&late).is_ok());
         s.clock.set_offset(i64::MIN);
-        assert_eq!(s.clock.now(), 0);
+        assert_eq!(s.clock.now(), TIME_TOLERANCE_SECS);
     }
 
     #[test]

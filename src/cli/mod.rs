@@ -124,7 +124,9 @@ pub fn connect_existing(settings: &Settings) -> CliResult<db::Pool> {
     let path = &settings.database.path;
     if !settings.database.is_memory() && !std::path::Path::new(path).exists() {
         return Err(CliError::failure(format!(
-            "no database at {path} (the server, `users add` or `users import` creates it)"
+            "no database at {path} (the server, `users add`, `users import` or `users reset` \
+             creates it; users declared in the settings file are stored by the server at start \
+             or by `users reset`)"
         )));
     }
     connect(settings)

@@ -340,11 +340,12 @@ fn show(settings: &Settings, a: ShowArgs, out: &mut dyn Write) -> CliResult {
 }
 
 fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) -> CliResult {
-    let password = password_or_stdin(a.password, "New password")?;
-    let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
+    // The user first, so nobody types a password for nothing.
     let pool = super::connect_existing(settings)?;
     let conn = pool.get()?;
     let user = find_user(&conn, &a.user)?;
+    let password = password_or_stdin(a.password, "New password")?;
+    let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
     let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
         .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
     if !users::set_password_hash(&conn, &user.id, &hash)? {
@@ -376,14 +377,7 @@ fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult 
 fn declared_ids(conn: &rusqlite::Connection, settings: &Settings) -> CliResult<Vec<UserId>> {
     let mut keep = Vec::new();
     for f in &settings.users {
-        match &f.id {
-            Some(id) => keep.push(UserId::parse(id)?),
-            None => {
-                if let Some(u) = users::find_by_username(conn, &f.username)? {
-                    keep.push(u.id);
-                }
-            }
-        }
+        keep.extend(crate::fixtures::stored(conn, f)?.map(|u| u.id));
     }
     Ok(keep)
 }

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use crate::auth::token::LATEST_CLOCK_SECS;
+use crate::auth::token::{LATEST_CLOCK_SECS, ServerClock};
 use crate::body::JsonObject;
 use crate::db::{self, users};
 use crate::error::ApiError;
@@ -95,17 +95,17 @@ pub async fn batch(
     json_ok(&public)
 }
 
-/// `POST /_fixtures/clock`: `{"advance": "31d"}`, `{"set": <unix seconds>}` or
-/// `{"reset": true}` moves the clock used to issue and verify tokens. Answers `{"now"}`.
 /// Token times end in February 2106 (see [`LATEST_CLOCK_SECS`]).
 const TOO_LATE: &str = "the clock cannot go past 2106-02-06 (token times end there)";
 
+/// `POST /_fixtures/clock`: `{"advance": "31d"}`, `{"set": <unix seconds>}` or
+/// `{"reset": true}` moves the clock used to issue and verify tokens. Answers `{"now"}`.
 pub async fn clock(
     state: web::Data<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let clock = &state.tokens.clock;
-    let real = clock.now() as i64 - clock.offset();
+    let real = ServerClock::real();
     match (body.get("advance"), body.get("set"), body.get("reset")) {
         (Some(advance), None, None) => {
             let secs = match advance {
@@ -124,12 +124,16 @@ pub async fn clock(
                     ));
                 }
             };
-            let at = clock
-                .now()
-                .checked_add(secs)
-                .filter(|t| *t <= LATEST_CLOCK_SECS)
+            // Exactly `secs` more offset, checked against the end of token time.
+            let offset = i64::try_from(secs)
+                .ok()
+                .and_then(|secs| clock.offset().checked_add(secs))
+                .filter(|o| {
+                    real.checked_add(*o)
+                        .is_some_and(|t| t <= LATEST_CLOCK_SECS as i64)
+                })
                 .ok_or_else(|| ApiError::field("advance", TOO_LATE))?;
-            clock.set_offset(at as i64 - real);
+            clock.set_offset(offset);
         }
         (None, Some(set), None) => {
             let at = set

@@ -270,3 +270,45 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_boom_json() {
         .unwrap();
     boom(res, 405).await;
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A gzip body is read as hapi reads it: decompressed; the 64 KiB limit counts what it
+/// decompresses to, so a small bomb is 413, not memory.
+#[tokio::test]
+async fn gzip_bodies_are_decompressed_and_limited_by_their_decompressed_size() {
+    let app = spawn_app().await;
+    let body = json!({"username": "zip", "email": "zip@example.com", "password": "secret-1"});
+    let res = app
+        .client
+        .post(format!("{}/user", app.url))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(body.to_string().as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let padded = format!(
+        r#"{{"username": "bomb", "email": "bomb@example.com", "password": "secret-1", "metadata": {{"pad": "{}"}}}}"#,
+        "x".repeat(1 << 20)
+    );
+    let packed = gzip(padded.as_bytes());
+    assert!(packed.len() < 8 * 1024, "{} bytes", packed.len());
+    let res = app
+        .client
+        .post(format!("{}/user", app.url))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(boom(res, 413).await["statusCode"], 413);
+    assert_still_free(&app, "bomb").await;
+}
