@@ -191,8 +191,11 @@ pub fn apply(
             email: f.email.clone(),
             password_hash: PasswordHash(hash),
             is_active: f.is_active.unwrap_or(false),
-            scope: f.scope.clone().unwrap_or_else(|| vec!["user".to_owned()]),
-            plan: f.plan.clone().unwrap_or_else(|| "free".to_owned()),
+            scope: f.scope.clone().unwrap_or_else(users::default_scope),
+            plan: f
+                .plan
+                .clone()
+                .unwrap_or_else(|| users::DEFAULT_PLAN.to_owned()),
             vendor: f
                 .vendor
                 .clone()

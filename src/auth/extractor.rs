@@ -113,11 +113,7 @@ impl FromRequest for AdminUser {
             let caller = caller?;
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
-            let user = crate::db::run(&state.pool, move |conn| {
-                crate::db::users::find_by_id(conn, &caller.id)
-            })
-            .await?
-            .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+            let user = crate::db::users::load(&state.pool, caller.id).await?;
             if !user.scope.iter().any(|s| s == ADMIN_SCOPE) {
                 return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
             }

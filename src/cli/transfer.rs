@@ -277,7 +277,7 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
         Some(_) => return Err("isActive: must be true or false".into()),
     };
     let scope = match o.remove("scope") {
-        None | Some(Value::Null) => vec!["user".to_owned()],
+        None | Some(Value::Null) => users::default_scope(),
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| match v {
@@ -287,7 +287,7 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("scope: must be an array of strings".into()),
     };
-    let plan = string(o, "plan")?.unwrap_or_else(|| "free".into());
+    let plan = string(o, "plan")?.unwrap_or_else(|| users::DEFAULT_PLAN.into());
     if plan.trim().is_empty() {
         return Err("plan: must not be empty".into());
     }

@@ -8,7 +8,7 @@ use rusqlite::TransactionBehavior;
 use serde_json::{Value, json};
 
 use super::{CliError, CliResult, confirm, find_user, format_time, password_or_stdin, write_table};
-use crate::db::users::{self, Filter, ListQuery, PasswordHash, SORT_FIELDS, User};
+use crate::db::users::{self, Filter, ListQuery, SORT_FIELDS, User};
 use crate::domain::{Email, Password, UserId, Username};
 use crate::fixtures;
 use crate::settings::Settings;
@@ -148,11 +148,11 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
         Some(id) => UserId::parse(id).map_err(arg_err("--id"))?,
         None => UserId::generate(),
     };
-    let scope = a.scope.unwrap_or_else(|| vec!["user".into()]);
+    let scope = a.scope.unwrap_or_else(users::default_scope);
     if scope.iter().any(|s| s.trim().is_empty()) {
         return Err(CliError::usage("--scope: entries must not be empty"));
     }
-    let plan = a.plan.unwrap_or_else(|| "free".into());
+    let plan = a.plan.unwrap_or_else(|| users::DEFAULT_PLAN.into());
     if plan.trim().is_empty() {
         return Err(CliError::usage("--plan: must not be empty"));
     }
@@ -179,21 +179,19 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
     }
     let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
         .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
-    let now = users::now_ms();
     let user = User {
-        id,
-        username: username.as_str().to_owned(),
-        email: email.as_str().to_owned(),
-        password_hash: PasswordHash(hash),
         is_active: a.active,
         scope,
         plan,
-        vendor: a
-            .vendor
-            .or_else(|| settings.tenant.default_user_vendor.clone()),
         metadata,
-        created: now,
-        mtime: now,
+        ..User::new(
+            id,
+            username.as_str().to_owned(),
+            email.as_str().to_owned(),
+            hash,
+            a.vendor
+                .or_else(|| settings.tenant.default_user_vendor.clone()),
+        )
     };
     users::insert(&conn, &user)?;
     write_user(out, &user, a.json)

@@ -49,7 +49,40 @@ pub struct PublicUser<'a> {
     pub metadata: &'a Value,
 }
 
+/// What a user has when nothing else is said: the engine's defaults.
+pub const DEFAULT_SCOPE: &str = "user";
+pub const DEFAULT_PLAN: &str = "free";
+
+pub fn default_scope() -> Vec<String> {
+    vec![DEFAULT_SCOPE.to_owned()]
+}
+
 impl User {
+    /// A new user with the defaults (inactive, scope `user`, plan `free`, no metadata),
+    /// created now.
+    pub fn new(
+        id: UserId,
+        username: String,
+        email: String,
+        password_hash: String,
+        vendor: Option<String>,
+    ) -> Self {
+        let now = now_ms();
+        Self {
+            id,
+            username,
+            email,
+            password_hash: PasswordHash(password_hash),
+            is_active: false,
+            scope: default_scope(),
+            plan: DEFAULT_PLAN.to_owned(),
+            vendor,
+            metadata: Value::Object(serde_json::Map::new()),
+            created: now,
+            mtime: now,
+        }
+    }
+
     pub fn public(&self) -> PublicUser<'_> {
         PublicUser {
             id: self.id.as_str(),
@@ -158,6 +191,21 @@ fn find_one(conn: &Connection, column: &str, value: &str) -> Result<Option<User>
 
 pub fn find_by_id(conn: &Connection, id: &UserId) -> Result<Option<User>, ApiError> {
     find_one(conn, "id", id.as_str())
+}
+
+/// The 404 of every route about a user that is not stored.
+pub fn not_found() -> ApiError {
+    ApiError::NotFound("User not found".into())
+}
+
+/// The user with this id, or [`not_found`].
+pub fn get(conn: &Connection, id: &UserId) -> Result<User, ApiError> {
+    find_by_id(conn, id)?.ok_or_else(not_found)
+}
+
+/// [`get`] on the blocking pool.
+pub async fn load(pool: &super::Pool, id: UserId) -> Result<User, ApiError> {
+    super::run(pool, move |conn| get(conn, &id)).await
 }
 
 pub fn find_by_username(conn: &Connection, username: &str) -> Result<Option<User>, ApiError> {

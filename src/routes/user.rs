@@ -112,19 +112,15 @@ pub async fn create(
         return Err(conflict);
     }
     let hash = state.hasher.hash(password).await?;
-    let now = users::now_ms();
     let user = users::User {
-        id: UserId::generate(),
-        username: username.as_str().to_owned(),
-        email: email.as_str().to_owned(),
-        password_hash: users::PasswordHash(hash),
-        is_active: false,
-        scope: vec!["user".to_owned()],
-        plan: "free".to_owned(),
-        vendor: state.settings.tenant.default_user_vendor.clone(),
         metadata,
-        created: now,
-        mtime: now,
+        ..users::User::new(
+            UserId::generate(),
+            username.as_str().to_owned(),
+            email.as_str().to_owned(),
+            hash,
+            state.settings.tenant.default_user_vendor.clone(),
+        )
     };
     let user = db::run(&state.pool, move |conn| {
         users::insert(conn, &user)?;
@@ -147,9 +143,7 @@ pub async fn current(
         .user_cache
         .get_or_read(&caller.id, || async {
             let id = caller.id.clone();
-            let user = db::read(&state.pool, move |conn| users::find_by_id(conn, &id))
-                .await?
-                .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+            let user = db::read(&state.pool, move |conn| users::get(conn, &id)).await?;
             let json = serde_json::to_vec(&user.public()).map_err(ApiError::internal)?;
             Ok::<_, ApiError>(Bytes::from(json))
         })

@@ -102,10 +102,6 @@ fn parse_filter(value: &str) -> Result<users::Filter, ApiError> {
     })
 }
 
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw)
-}
-
 /// `GET /users`
 pub async fn list(
     state: web::Data<AppState>,
@@ -129,19 +125,13 @@ pub async fn count(
     json_ok(&json!({ "count": n }))
 }
 
-async fn load(state: &AppState, id: UserId) -> Result<users::User, ApiError> {
-    db::run(&state.pool, move |conn| users::find_by_id(conn, &id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("User not found".into()))
-}
-
 /// `GET /users/{id}`
 pub async fn read(
     state: web::Data<AppState>,
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = load(&state, user_id(&path)?).await?;
+    let user = users::load(&state.pool, UserId::parse(&path)?).await?;
     json_ok(&user.public())
 }
 
@@ -192,13 +182,12 @@ pub async fn update(
     path: web::Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
+    let id = UserId::parse(&path)?;
     let user = db::run(&state.pool, move |conn| {
-        let mut user = users::find_by_id(conn, &id)?
-            .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+        let mut user = users::get(conn, &id)?;
         apply_update(&mut user, &body)?;
         if !users::replace(conn, &user)? {
-            return Err(ApiError::NotFound("User not found".into()));
+            return Err(users::not_found());
         }
         Ok(user)
     })
@@ -236,11 +225,11 @@ pub async fn delete(
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
+    let id = UserId::parse(&path)?;
     let gone = id.clone();
     let deleted = db::run(&state.pool, move |conn| users::delete(conn, &gone)).await?;
     if !deleted {
-        return Err(ApiError::NotFound("User not found".into()));
+        return Err(users::not_found());
     }
     let ticket = state.deletions.record(id);
     json_ok(&json!({ "ticket": ticket }))
@@ -253,7 +242,7 @@ pub async fn delete_status(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, ticket) = path.into_inner();
-    let id = user_id(&id)?;
+    let id = UserId::parse(&id)?;
     if !state.deletions.knows(&ticket, &id) {
         return Err(ApiError::NotFound("Ticket not found".into()));
     }
@@ -272,7 +261,7 @@ pub async fn reset_password(
         users::find_by_email(conn, email.as_str())
     })
     .await?
-    .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
+    .ok_or_else(users::not_found)?;
     set_password(&state, user.id, password).await
 }
 
@@ -284,7 +273,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let old = Password::parse_existing("oldPassword", required_str(&body, "oldPassword")?)?;
     let new = Password::parse_new("newPassword", required_str(&body, "newPassword")?)?;
-    let user = load(&state, caller.id).await?;
+    let user = users::load(&state.pool, caller.id).await?;
     if !state
         .hasher
         .verify(old, Some(user.password_hash.0.clone()))
@@ -304,9 +293,9 @@ async fn set_password(
     let hash = state.hasher.hash(password).await?;
     let user = db::run(&state.pool, move |conn| {
         if !users::set_password_hash(conn, &id, &hash)? {
-            return Err(ApiError::NotFound("User not found".into()));
+            return Err(users::not_found());
         }
-        users::find_by_id(conn, &id)?.ok_or_else(|| ApiError::NotFound("User not found".into()))
+        users::get(conn, &id)
     })
     .await?;
     json_ok(&user.public())
