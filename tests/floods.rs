@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use appmixer_auth::settings::{Secret, Settings};
-use appmixer_auth::startup::Application;
+use appmixer_auth::settings::Settings;
+use appmixer_auth::testing::TestServer;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -23,42 +22,37 @@ use tokio::net::TcpStream;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct App {
+    /// Dropped to stop the server.
+    _server: TestServer,
     addr: SocketAddr,
-    handle: ServerHandle,
     _dir: TempDir,
 }
 
-/// The real server in this process on port 0, as `tests/api/helpers.rs` starts it.
+impl App {
+    /// Stops the server (the fixture's drop waits for it, so off the async workers).
+    async fn stop(self) {
+        tokio::task::spawn_blocking(move || drop(self))
+            .await
+            .unwrap();
+    }
+}
+
+/// The real server in this process on port 0, with a database file, through the library's
+/// test fixture (a thread and an actix runtime of its own, so the test's clients and the
+/// server never share a scheduler).
 fn spawn(change: impl FnOnce(&mut Settings)) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::default();
-    s.server.port = 0;
-    s.server.workers = 2;
-    s.database.path = dir.path().join("test.db").to_string_lossy().into_owned();
-    s.auth.bcrypt_cost = 4;
-    s.auth.max_failed_attempts = 0;
-    let secret: [u8; 24] = rand::random();
-    s.auth.jwt_secret = Some(Secret::new(
-        secret
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-    ));
-    change(&mut s);
-    // The server gets a thread and an actix runtime of its own, so the test's clients and
-    // the server never share a scheduler.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(s).unwrap();
-            tx.send((app.url(), app.handle())).unwrap();
-            app.run_until_stopped().await.unwrap();
-        });
-    });
-    let (url, handle) = rx.recv().unwrap();
+    let path = dir.path().join("test.db").to_string_lossy().into_owned();
+    let server = TestServer::builder()
+        .settings(|s| {
+            s.database.path = path;
+            s.fixtures.api = false;
+            change(s);
+        })
+        .start();
     App {
-        addr: url.trim_start_matches("http://").parse().unwrap(),
-        handle,
+        addr: server.addr(),
+        _server: server,
         _dir: dir,
     }
 }
@@ -203,7 +197,7 @@ async fn a_hashing_flood_is_shed_with_503_and_never_blocks_the_http_workers() {
     )
     .await;
     assert_eq!(res.status, 403);
-    app.handle.stop(false).await;
+    app.stop().await;
 }
 
 #[derive(Debug, Default)]
@@ -272,7 +266,7 @@ async fn hundreds_of_idle_and_slow_connections_do_not_stop_others_being_served()
     assert_eq!(res.status, 200, "{:?}", res.body);
     slow.abort_all();
     drop(idle);
-    app.handle.stop(false).await;
+    app.stop().await;
 }
 
 /// Reads until the server closes the connection; returns how long that took and what it sent.
@@ -329,7 +323,7 @@ async fn a_silent_connection_and_a_slow_head_are_cut_off_within_the_request_time
             "the {who} client got {got:?}"
         );
     }
-    app.handle.stop(false).await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +341,7 @@ async fn a_huge_declared_body_is_refused_with_413_before_it_is_sent() {
         .unwrap();
     assert_eq!(res.status, 413);
     assert_eq!(res.body["statusCode"], 413, "{:?}", res.body);
-    app.handle.stop(false).await;
+    app.stop().await;
 }
 
 /// A client that sends its head and then stalls in the body gets a `408` Boom after the body
@@ -383,5 +377,5 @@ async fn a_body_that_stalls_is_answered_408_and_the_connection_closed() {
     assert!(rest.is_empty(), "{rest:?}");
     // Others were served meanwhile and still are.
     assert_eq!(request(app.addr, "GET", "/", None).await.status, 200);
-    app.handle.stop(false).await;
+    app.stop().await;
 }
