@@ -171,16 +171,9 @@ impl TestServer {
     /// A valid token for a stored user, found by username, email or id.
     pub fn token_for(&self, who: &str) -> anyhow::Result<String> {
         let conn = self.state.pool.get()?;
-        let user = match crate::domain::UserId::parse(who) {
-            Ok(id) => users::find_by_id(&conn, &id),
-            Err(_) => users::find_by_username(&conn, who),
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let user = match user {
-            Some(u) => Some(u),
-            None => users::find_by_email(&conn, who).map_err(|e| anyhow::anyhow!("{e}"))?,
-        }
-        .ok_or_else(|| anyhow::anyhow!("no user {who:?}"))?;
+        let user = users::find_by_any(&conn, who)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("no user {who:?}"))?;
         self.state.tokens.issue(user.id.as_str(), &user.scope)
     }
 

@@ -16,7 +16,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use crate::db;
 use crate::db::users::User;
-use crate::domain::UserId;
 use crate::error::ApiError;
 use crate::settings::{ConfigFile, Overrides, Settings};
 
@@ -134,20 +133,8 @@ pub fn connect_existing(settings: &Settings) -> CliResult<db::Pool> {
 
 /// Finds a user by id, username or email, in that order; not found is exit 1.
 pub fn find_user(conn: &rusqlite::Connection, key: &str) -> CliResult<User> {
-    if let Ok(id) = UserId::parse(key)
-        && let Some(user) = db::users::find_by_id(conn, &id)?
-    {
-        return Ok(user);
-    }
-    if let Some(user) = db::users::find_by_username(conn, key)? {
-        return Ok(user);
-    }
-    if let Some(user) = db::users::find_by_email(conn, key)? {
-        return Ok(user);
-    }
-    Err(CliError::failure(format!(
-        "no user with id, username or email `{key}`"
-    )))
+    db::users::find_by_any(conn, key)?
+        .ok_or_else(|| CliError::failure(format!("no user with id, username or email `{key}`")))
 }
 
 /// The given password, else one line read from stdin: on a terminal after a prompt, with the

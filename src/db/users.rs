@@ -193,6 +193,19 @@ pub fn find_by_id(conn: &Connection, id: &UserId) -> Result<Option<User>, ApiErr
     find_one(conn, "id", id.as_str())
 }
 
+/// The user a person names: by id, else username, else email.
+pub fn find_by_any(conn: &Connection, key: &str) -> Result<Option<User>, ApiError> {
+    if let Ok(id) = UserId::parse(key)
+        && let Some(user) = find_by_id(conn, &id)?
+    {
+        return Ok(Some(user));
+    }
+    if let Some(user) = find_by_username(conn, key)? {
+        return Ok(Some(user));
+    }
+    find_by_email(conn, key)
+}
+
 /// The 404 of every route about a user that is not stored.
 pub fn not_found() -> ApiError {
     ApiError::NotFound("User not found".into())
