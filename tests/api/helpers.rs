@@ -63,6 +63,18 @@ pub fn start(settings: Settings, dir: TempDir) -> TestApp {
 }
 
 impl TestApp {
+    /// The configured signing secret (every test server has one).
+    pub fn secret(&self) -> String {
+        self.state
+            .settings
+            .auth
+            .jwt_secret
+            .as_ref()
+            .expect("a configured secret")
+            .expose()
+            .to_owned()
+    }
+
     /// Stops the server (dropping the fixture stops it and waits) and hands back its directory.
     pub async fn stop(self) -> TempDir {
         let TestApp {

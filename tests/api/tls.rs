@@ -176,15 +176,7 @@ async fn the_debug_output_of_the_server_state_holds_no_secret() {
     })
     .await;
     let debug = format!("{:?}", app.state);
-    let secret = app
-        .state
-        .settings
-        .auth
-        .jwt_secret
-        .as_ref()
-        .unwrap()
-        .expose()
-        .to_owned();
+    let secret = app.secret();
     assert!(!debug.contains(&secret), "jwt secret in Debug");
     assert!(!debug.contains("$2b$"), "a hash in Debug");
     assert!(

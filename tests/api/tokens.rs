@@ -8,17 +8,6 @@ use sha2::Sha256;
 
 use crate::helpers::{TestApp, boom, spawn_app};
 
-fn secret(app: &TestApp) -> String {
-    app.state
-        .settings
-        .auth
-        .jwt_secret
-        .as_ref()
-        .unwrap()
-        .expose()
-        .to_owned()
-}
-
 /// A token with any header and payload, signed HS256 with `key`.
 fn forge(header: &Value, payload: &Value, key: &[u8]) -> String {
     let signing = format!(
@@ -56,7 +45,7 @@ async fn a_correctly_forged_token_with_the_real_secret_is_accepted() {
     let t = forge(
         &json!({"alg": "HS256", "typ": "JWT"}),
         &json!({"id": id, "scope": ["user"], "iat": now(), "exp": now() + 60}),
-        secret(&app).as_bytes(),
+        app.secret().as_bytes(),
     );
     assert_eq!(app.get_with_token("/user", &t).await.status(), 200);
 }
@@ -65,7 +54,7 @@ async fn a_correctly_forged_token_with_the_real_secret_is_accepted() {
 async fn forged_and_malformed_tokens_are_401() {
     let app = spawn_app().await;
     let (id, good) = app.new_user("vera", "secret-1").await;
-    let key = secret(&app);
+    let key = app.secret();
     let claims = json!({"id": id, "scope": ["admin"], "iat": now(), "exp": now() + 60});
     let hs = json!({"alg": "HS256", "typ": "JWT"});
 
