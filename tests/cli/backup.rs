@@ -99,11 +99,7 @@ fn a_backup_taken_while_the_server_writes_holds_every_user_acknowledged_before_i
         5_000
     );
     // The server still holds everything, and more than the copy.
-    let all = place
-        .json(&["users", "list", "--json"])
-        .as_array()
-        .unwrap()
-        .len();
+    let all = place.user_count();
     let copied: i64 = copy
         .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
         .unwrap();

@@ -86,6 +86,14 @@ impl Place {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// How many users `users list` finds.
+    pub fn user_count(&self) -> usize {
+        self.json(&["users", "list", "--json"])
+            .as_array()
+            .expect("a JSON array")
+            .len()
+    }
+
     /// The stored users (`users list --json`); none when no command has created the database.
     pub fn stored_users(&self) -> Value {
         if !self.path("appmixer.db").exists() {
