@@ -99,18 +99,13 @@
   }
 
   /**
-   * Signs in with what the person typed. With an `@` it is most likely an email, so that is
-   * tried first; a username may contain `@` too, so a refusal is retried as a username.
+   * Signs in with what the person typed, in one request (one attempt for the brute-force
+   * limit). With an `@` it may be an email or a username that looks like one: the server
+   * tries it as a username first, then as an email.
    */
-  async function signIn(login, password) {
-    if (login.includes('@')) {
-      try {
-        return await api('POST', '/user/auth', { email: login, password });
-      } catch (e) {
-        if (e.status !== 403) throw e;
-      }
-    }
-    return api('POST', '/user/auth', { username: login, password });
+  function signIn(login, password) {
+    const body = login.includes('@') ? { username: login, email: login, password } : { username: login, password };
+    return api('POST', '/user/auth', body);
   }
 
   /** An API error in words a person understands, and the form field it is about (if any). */

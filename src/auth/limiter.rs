@@ -99,7 +99,7 @@ pub struct Limiter {
 /// An attempt let through: tell the limiter how it ended.
 #[derive(Debug)]
 pub struct Attempt {
-    identifier: String,
+    identifiers: Vec<String>,
     address: Option<IpAddr>,
 }
 
@@ -122,12 +122,12 @@ impl Limiter {
         self.max > 0
     }
 
-    /// Lets an attempt through, counting it as a failure until told otherwise (so a burst of
-    /// concurrent guesses is counted before any of them finishes), or answers the seconds to
-    /// wait.
-    pub fn begin(&self, identifier: &str, address: Option<IpAddr>) -> Result<Attempt, u64> {
+    /// Lets an attempt through, counting it as a failure of every identifier it names until
+    /// told otherwise (so a burst of concurrent guesses is counted before any of them
+    /// finishes), or answers the seconds to wait when the address or any identifier is locked.
+    pub fn begin(&self, identifiers: &[&str], address: Option<IpAddr>) -> Result<Attempt, u64> {
         let attempt = Attempt {
-            identifier: identifier.to_owned(),
+            identifiers: identifiers.iter().map(|&i| i.to_owned()).collect(),
             address,
         };
         if !self.enabled() {
@@ -141,31 +141,46 @@ impl Limiter {
             return Err(wait);
         }
         let mut ids = self.identifiers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(wait) = ids.locked(&attempt.identifier, self.max, self.window, now) {
+        let wait = attempt
+            .identifiers
+            .iter()
+            .filter_map(|id| ids.locked(id, self.max, self.window, now))
+            .max();
+        if let Some(wait) = wait {
             return Err(wait);
         }
-        ids.add(&attempt.identifier, 1, self.window, now);
+        for id in &attempt.identifiers {
+            ids.add(id, 1, self.window, now);
+        }
         if let Some(addr) = &address {
             addrs.add(addr, 1, self.window, now);
         }
         Ok(attempt)
     }
 
-    /// The attempt succeeded: the identifier's count starts again, and the address is not
-    /// charged for it.
-    pub fn succeeded(&self, attempt: Attempt) {
+    /// The attempt succeeded through `matched` (one of its identifiers): that identifier's
+    /// count starts again; the others, and the address, are not charged for it (and keep the
+    /// failures they had, so naming a victim beside one's own account resets nothing).
+    pub fn succeeded(&self, attempt: Attempt, matched: &str) {
         if !self.enabled() {
             return;
         }
-        self.identifiers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&attempt.identifier);
+        let now = Instant::now();
+        {
+            let mut ids = self.identifiers.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &attempt.identifiers {
+                if id == matched {
+                    ids.remove(id);
+                } else {
+                    ids.add(id, -1, self.window, now);
+                }
+            }
+        }
         if let Some(addr) = &attempt.address {
             self.addresses
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .add(addr, -1, self.window, Instant::now());
+                .add(addr, -1, self.window, now);
         }
     }
 
@@ -196,17 +211,50 @@ mod tests {
     fn an_identifier_is_locked_after_n_failures_and_freed_by_a_success_before() {
         let l = Limiter::new(3, MIN);
         for _ in 0..2 {
-            l.begin("alice", None).unwrap();
+            l.begin(&["alice"], None).unwrap();
         }
         // A success before the limit resets the count.
-        let ok = l.begin("alice", None).unwrap();
-        l.succeeded(ok);
+        let ok = l.begin(&["alice"], None).unwrap();
+        l.succeeded(ok, "alice");
         for _ in 0..3 {
-            l.begin("alice", None).unwrap();
+            l.begin(&["alice"], None).unwrap();
         }
-        let wait = l.begin("alice", None).unwrap_err();
+        let wait = l.begin(&["alice"], None).unwrap_err();
         assert!((1..=60).contains(&wait));
-        assert!(l.begin("bob", None).is_ok());
+        assert!(l.begin(&["bob"], None).is_ok());
+    }
+
+    #[test]
+    fn an_attempt_naming_two_identifiers_charges_and_checks_both() {
+        let l = Limiter::new(3, MIN);
+        for _ in 0..3 {
+            l.begin(&["u:x", "e:v"], None).unwrap();
+        }
+        assert!(
+            l.begin(&["e:v"], None).is_err(),
+            "the second identifier is counted"
+        );
+        assert!(
+            l.begin(&["u:y", "e:v"], None).is_err(),
+            "a locked one refuses the pair"
+        );
+        assert!(l.begin(&["u:y"], None).is_ok());
+    }
+
+    #[test]
+    fn a_success_resets_only_the_identifier_that_matched() {
+        let l = Limiter::new(3, MIN);
+        for _ in 0..2 {
+            l.begin(&["e:victim"], None).unwrap();
+        }
+        // Signing in to one's own account while naming the victim's email as well: the own
+        // count starts again, the victim's keeps its two failures and is not charged a third.
+        for _ in 0..5 {
+            let ok = l.begin(&["u:me", "e:victim"], None).unwrap();
+            l.succeeded(ok, "u:me");
+        }
+        l.begin(&["e:victim"], None).unwrap();
+        assert!(l.begin(&["e:victim"], None).is_err());
     }
 
     #[test]
@@ -214,17 +262,17 @@ mod tests {
         let l = Limiter::new(3, MIN);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for name in ["a", "b", "c"] {
-            l.begin(name, Some(ip)).unwrap();
+            l.begin(&[name], Some(ip)).unwrap();
         }
-        assert!(l.begin("d", Some(ip)).is_err());
-        assert!(l.begin("d", Some("10.0.0.2".parse().unwrap())).is_ok());
+        assert!(l.begin(&["d"], Some(ip)).is_err());
+        assert!(l.begin(&["d"], Some("10.0.0.2".parse().unwrap())).is_ok());
     }
 
     #[test]
     fn a_zero_limit_never_locks() {
         let l = Limiter::new(0, MIN);
         for _ in 0..100 {
-            l.begin("x", None).unwrap();
+            l.begin(&["x"], None).unwrap();
         }
         assert_eq!(l.len(), (0, 0));
     }
@@ -234,7 +282,7 @@ mod tests {
         let l = Limiter::with_capacity(10, MIN, 1000);
         for i in 0..50_000u32 {
             let ip = IpAddr::from(i.to_be_bytes());
-            let _ = l.begin(&format!("user{i}"), Some(ip));
+            let _ = l.begin(&[&format!("user{i}")], Some(ip));
         }
         let (ids, addrs) = l.len();
         assert!(ids <= 1000 && addrs <= 1000, "{ids} {addrs}");
@@ -243,9 +291,9 @@ mod tests {
     #[test]
     fn the_window_expires() {
         let l = Limiter::new(1, Duration::from_millis(50));
-        l.begin("x", None).unwrap();
-        assert!(l.begin("x", None).is_err());
+        l.begin(&["x"], None).unwrap();
+        assert!(l.begin(&["x"], None).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(l.begin("x", None).is_ok());
+        assert!(l.begin(&["x"], None).is_ok());
     }
 }

@@ -30,15 +30,19 @@ pub async fn sign_in(
         });
     }
     let password = Password::parse_existing("password", required_str(&body, "password")?)?;
-    // Locked-out identifiers and addresses are refused before any bcrypt work.
-    let identifier = match (&username, &email) {
-        (Some(u), _) => format!("u:{u}"),
-        (None, e) => format!("e:{}", e.as_deref().unwrap_or_default()),
-    };
+    // Each field given is an identifier of its own for the limit: one that names a locked-out
+    // username or email is refused, before any bcrypt work, whatever else it names.
+    let by_username = username.as_deref().map(|u| format!("u:{u}"));
+    let by_email = email.as_deref().map(|e| format!("e:{e}"));
+    let identifiers: Vec<&str> = by_username
+        .iter()
+        .chain(&by_email)
+        .map(String::as_str)
+        .collect();
     let attempt = state
         .limiter
         .begin(
-            &identifier,
+            &identifiers,
             crate::net::client_ip(&req, &state.trusted_proxies),
         )
         .map_err(|retry_after| {
@@ -46,24 +50,33 @@ pub async fn sign_in(
             ApiError::TooManyRequests { retry_after }
         })?;
 
-    // `username` wins when both are given (decided; the engine's rule is not public).
-    let user = db::run(&state.pool, move |conn| match (username, email) {
-        (Some(u), _) => users::find_by_username(conn, &u),
-        (None, Some(e)) => users::find_by_email(conn, &e),
-        (None, None) => Ok(None),
+    // `username` first; when both are given and no user has that username, `email` (decided;
+    // the engine's rule is not public). A sign-in page can send what a person typed as both.
+    let user = db::run(&state.pool, move |conn| {
+        if let Some(u) = &username
+            && let Some(user) = users::find_by_username(conn, u)?
+        {
+            return Ok(Some((user, true)));
+        }
+        match &email {
+            Some(e) => Ok(users::find_by_email(conn, e)?.map(|user| (user, false))),
+            None => Ok(None),
+        }
     })
     .await?;
-    let hash = user.as_ref().map(|u| u.password_hash.0.clone());
+    let hash = user.as_ref().map(|(u, _)| u.password_hash.0.clone());
     // Unknown users are verified against a dummy hash: the same work, the same time.
     let ok = state.hasher.verify(password, hash).await?;
-    let user = match user {
-        Some(user) if ok => user,
+    let (user, matched) = match user {
+        Some((user, by_name)) if ok => (user, if by_name { by_username } else { by_email }),
         _ => {
             state.count_sign_in("failure");
             return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
         }
     };
-    state.limiter.succeeded(attempt);
+    state
+        .limiter
+        .succeeded(attempt, matched.as_deref().unwrap_or_default());
     state.count_sign_in("success");
     let token = state
         .tokens

@@ -54,6 +54,44 @@ async fn a_success_resets_the_identifiers_count() {
 }
 
 #[tokio::test]
+async fn a_locked_email_stays_locked_when_named_beside_another_username() {
+    let app = spawn_with(|s| {
+        s.auth.max_failed_attempts = 2;
+        s.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    app.create_user("vic", "vic@example.com", "right-pass")
+        .await;
+    app.create_user("eve", "eve@example.com", "eve-pass").await;
+    // Each guess from its own address behind a trusted proxy: only the identifiers limit here.
+    let guess = |ip: &str, body: serde_json::Value| {
+        app.client
+            .post(format!("{}/user/auth", app.url))
+            .header("X-Forwarded-For", ip)
+            .json(&body)
+            .send()
+    };
+    let wrong = || json!({"email": "vic@example.com", "password": "guess"});
+    boom(guess("198.51.100.1", wrong()).await.unwrap(), 403).await;
+    // Signing in to one's own account while naming the victim's email resets nothing.
+    let res = guess(
+        "198.51.100.2",
+        json!({"username": "eve", "email": "vic@example.com", "password": "eve-pass"}),
+    )
+    .await;
+    assert_eq!(res.unwrap().status(), 200);
+    boom(guess("198.51.100.3", wrong()).await.unwrap(), 403).await;
+    // Locked now, and a new username beside the email does not reopen it, even with the right
+    // password.
+    let res = guess(
+        "198.51.100.4",
+        json!({"username": "nobody", "email": "vic@example.com", "password": "right-pass"}),
+    )
+    .await;
+    boom(res.unwrap(), 429).await;
+}
+
+#[tokio::test]
 async fn one_address_guessing_many_names_is_limited_too() {
     let app = spawn_with(|s| s.auth.max_failed_attempts = 3).await;
     for name in ["n1", "n2", "n3"] {

@@ -93,6 +93,34 @@ async fn sign_in_works_with_username_and_with_email() {
 }
 
 #[tokio::test]
+async fn sign_in_with_both_fields_tries_the_username_then_the_email() {
+    let app = spawn_app().await;
+    app.create_user("team@example.com", "owner@example.com", "secret-1")
+        .await;
+    app.create_user("dan", "team@example.com", "secret-2").await;
+    let as_both = |login: &str, password: &str| json!({"username": login, "email": login, "password": password});
+    // The username wins: "team@example.com" is first someone's username.
+    let res = app.sign_in(&as_both("team@example.com", "secret-1")).await;
+    assert_eq!(res.status(), 200);
+    let out: Value = res.json().await.unwrap();
+    assert_eq!(out["user"]["email"], "owner@example.com");
+    // Its owner's password only: the email's user is not tried after a wrong password.
+    let res = app.sign_in(&as_both("team@example.com", "secret-2")).await;
+    boom(res, 403).await;
+    // No such username: the email matches.
+    let res = app.sign_in(&as_both("owner@example.com", "secret-1")).await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .sign_in(
+            &json!({"username": "nobody", "email": "team@example.com", "password": "secret-2"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let out: Value = res.json().await.unwrap();
+    assert_eq!(out["user"]["username"], "dan");
+}
+
+#[tokio::test]
 async fn sign_in_returns_403_for_unknown_user_and_wrong_password_alike() {
     let app = spawn_app().await;
     app.new_user("bob", "right-password").await;

@@ -76,6 +76,30 @@ async fn signing_in_by_email_or_by_a_username_that_looks_like_an_email_works() {
 }
 
 #[tokio::test]
+async fn a_wrong_password_typed_on_the_page_counts_once_toward_the_lockout() {
+    // Three failures lock an address out. Two wrong passwords for an email login must leave a
+    // third try: the page makes one request per try, not one as email and one as username.
+    let app = spawn_with(|s| s.auth.max_failed_attempts = 3);
+    let ada = app.create_user("ada", "ada@example.com", "secret1").await;
+    with_browser("counts_once", &app, Options::default(), async |b| {
+        b.open_page("/").await;
+        for _ in 0..2 {
+            b.js("document.getElementById('signin-error').textContent = ''")
+                .await;
+            b.type_into("#signin-login", "ada@example.com").await;
+            b.type_into("#signin-password", "wrong-password").await;
+            b.click("#signin-submit").await;
+            b.wait_text("#signin-error", "Wrong username, email or password.")
+                .await;
+        }
+        b.sign_in("ada@example.com", "secret1").await;
+        assert_account(b, &ada["user"]).await;
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_wrong_password_shows_an_error_next_to_the_form() {
     let app = spawn_app();
     app.create_user("ada", "ada@example.com", "secret1").await;
