@@ -1,6 +1,7 @@
 //! Brute-force limit on sign-in: after N failures within a window, per identifier and per
 //! client address, answer 429 without doing any bcrypt work. Memory is bounded.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -32,7 +33,11 @@ impl<K: Hash + Eq + Clone> Window<K> {
     }
 
     /// Seconds until `key` may try again, if it is locked out now.
-    fn locked(&mut self, key: &K, max: u32, window: Duration, now: Instant) -> Option<u64> {
+    fn locked<Q>(&mut self, key: &Q, max: u32, window: Duration, now: Instant) -> Option<u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let e = self.entries.get(key)?;
         let age = now.duration_since(e.since);
         if age >= window {
@@ -42,7 +47,9 @@ impl<K: Hash + Eq + Clone> Window<K> {
         (e.failures >= max).then(|| (window - age).as_secs().max(1))
     }
 
-    fn add(&mut self, key: &K, delta: i32, window: Duration, now: Instant) {
+    /// Counts `n` failures for `key` and answers when its current window began, which names
+    /// the entry for `uncharge`.
+    fn charge(&mut self, key: &K, n: u32, window: Duration, now: Instant) -> Instant {
         if let Some(e) = self.entries.get_mut(key) {
             if now.duration_since(e.since) >= window {
                 *e = Entry {
@@ -50,14 +57,8 @@ impl<K: Hash + Eq + Clone> Window<K> {
                     since: now,
                 };
             }
-            e.failures = e.failures.saturating_add_signed(delta);
-            if e.failures == 0 {
-                self.entries.remove(key);
-            }
-            return;
-        }
-        if delta <= 0 {
-            return;
+            e.failures = e.failures.saturating_add(n);
+            return e.since;
         }
         if self.entries.len() >= self.capacity {
             self.shrink(window, now);
@@ -65,10 +66,24 @@ impl<K: Hash + Eq + Clone> Window<K> {
         self.entries.insert(
             key.clone(),
             Entry {
-                failures: delta as u32,
+                failures: n,
                 since: now,
             },
         );
+        now
+    }
+
+    /// Takes back `n` failures charged to the window that began at `since`. A window that has
+    /// since ended or been forgotten keeps the failures of its successor.
+    fn uncharge(&mut self, key: &K, since: Instant, n: u32) {
+        if let Some(e) = self.entries.get_mut(key)
+            && e.since == since
+        {
+            e.failures = e.failures.saturating_sub(n);
+            if e.failures == 0 {
+                self.entries.remove(key);
+            }
+        }
     }
 
     fn shrink(&mut self, window: Duration, now: Instant) {
@@ -96,11 +111,12 @@ pub struct Limiter {
     addresses: Mutex<Window<IpAddr>>,
 }
 
-/// An attempt let through: tell the limiter how it ended.
+/// An attempt let through: tell the limiter how it ended. Holds what it charged, and to which
+/// window.
 #[derive(Debug)]
 pub struct Attempt {
-    identifiers: Vec<String>,
-    address: Option<IpAddr>,
+    identifiers: Vec<(String, Instant)>,
+    address: Option<(IpAddr, Instant)>,
 }
 
 impl Limiter {
@@ -122,18 +138,25 @@ impl Limiter {
         self.max > 0
     }
 
-    /// Lets an attempt through, counting it as a failure of every identifier it names until
-    /// told otherwise (so a burst of concurrent guesses is counted before any of them
-    /// finishes), or answers the seconds to wait when the address or any identifier is locked.
+    /// Lets an attempt on the given identifiers through, or answers the seconds to wait when
+    /// the address or any identifier is locked out. The attempt counts as a failure until told
+    /// otherwise (so a burst of concurrent guesses is counted before any of them finishes):
+    /// one for each distinct identifier, and as many for the address, since each identifier
+    /// is a guess of its own.
     pub fn begin(&self, identifiers: &[&str], address: Option<IpAddr>) -> Result<Attempt, u64> {
-        let attempt = Attempt {
-            identifiers: identifiers.iter().map(|&i| i.to_owned()).collect(),
-            address,
-        };
-        if !self.enabled() {
-            return Ok(attempt);
+        let mut names: Vec<&str> = Vec::with_capacity(identifiers.len());
+        for &id in identifiers {
+            if !names.contains(&id) {
+                names.push(id);
+            }
         }
         let now = Instant::now();
+        if !self.enabled() {
+            return Ok(Attempt {
+                identifiers: names.iter().map(|&id| (id.to_owned(), now)).collect(),
+                address: None,
+            });
+        }
         let mut addrs = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(addr) = &address
             && let Some(wait) = addrs.locked(addr, self.max, self.window, now)
@@ -141,46 +164,50 @@ impl Limiter {
             return Err(wait);
         }
         let mut ids = self.identifiers.lock().unwrap_or_else(|e| e.into_inner());
-        let wait = attempt
-            .identifiers
+        let wait = names
             .iter()
-            .filter_map(|id| ids.locked(id, self.max, self.window, now))
+            .filter_map(|&id| ids.locked(id, self.max, self.window, now))
             .max();
         if let Some(wait) = wait {
             return Err(wait);
         }
-        for id in &attempt.identifiers {
-            ids.add(id, 1, self.window, now);
-        }
-        if let Some(addr) = &address {
-            addrs.add(addr, 1, self.window, now);
-        }
-        Ok(attempt)
+        let charged = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        Ok(Attempt {
+            identifiers: names
+                .iter()
+                .map(|&id| {
+                    let id = id.to_owned();
+                    let since = ids.charge(&id, 1, self.window, now);
+                    (id, since)
+                })
+                .collect(),
+            address: address.map(|a| (a, addrs.charge(&a, charged, self.window, now))),
+        })
     }
 
     /// The attempt succeeded through `matched` (one of its identifiers): that identifier's
-    /// count starts again; the others, and the address, are not charged for it (and keep the
-    /// failures they had, so naming a victim beside one's own account resets nothing).
+    /// count starts again. The others, and the address, are not charged for it; they keep the
+    /// failures they had, so naming a victim beside one's own account resets nothing.
     pub fn succeeded(&self, attempt: Attempt, matched: &str) {
         if !self.enabled() {
             return;
         }
-        let now = Instant::now();
         {
             let mut ids = self.identifiers.lock().unwrap_or_else(|e| e.into_inner());
-            for id in &attempt.identifiers {
+            for (id, since) in &attempt.identifiers {
                 if id == matched {
                     ids.remove(id);
                 } else {
-                    ids.add(id, -1, self.window, now);
+                    ids.uncharge(id, *since, 1);
                 }
             }
         }
-        if let Some(addr) = &attempt.address {
+        if let Some((addr, since)) = &attempt.address {
+            let charged = u32::try_from(attempt.identifiers.len()).unwrap_or(u32::MAX);
             self.addresses
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .add(addr, -1, self.window, now);
+                .uncharge(addr, *since, charged);
         }
     }
 
@@ -255,6 +282,39 @@ mod tests {
         }
         l.begin(&["e:victim"], None).unwrap();
         assert!(l.begin(&["e:victim"], None).is_err());
+    }
+
+    #[test]
+    fn a_name_given_twice_is_one_guess_and_two_names_are_two() {
+        let l = Limiter::new(4, MIN);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        l.begin(&["x", "x"], Some(ip)).unwrap();
+        assert_eq!(l.len(), (1, 1));
+        l.begin(&["y", "z"], Some(ip)).unwrap();
+        // 1 + 2 failures for the address: one more, then locked.
+        l.begin(&["w"], Some(ip)).unwrap();
+        assert!(l.begin(&["v"], Some(ip)).is_err());
+    }
+
+    #[test]
+    fn a_success_takes_back_only_what_its_own_window_was_charged() {
+        // Half a second for what follows the sleep: ample even on a loaded machine.
+        let l = Limiter::new(3, Duration::from_millis(500));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let slow = l.begin(&["me", "victim"], Some(ip)).unwrap();
+        std::thread::sleep(Duration::from_millis(510));
+        // A new window for the victim's name and the address: two failures in it.
+        for _ in 0..2 {
+            l.begin(&["victim"], Some(ip)).unwrap();
+        }
+        // The attempt from the old window ends now; it must not cancel the new failures.
+        l.succeeded(slow, "me");
+        l.begin(&["victim"], Some(ip)).unwrap();
+        assert!(l.begin(&["victim"], None).is_err());
+        assert!(
+            l.begin(&["other"], Some(ip)).is_err(),
+            "the address keeps its three"
+        );
     }
 
     #[test]

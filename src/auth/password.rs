@@ -61,17 +61,38 @@ impl PasswordHasher {
     /// Checks a password against a stored hash, or against the dummy hash when there is none.
     /// Returns false for an unknown user, a wrong password or an unreadable stored hash.
     pub async fn verify(&self, password: Password, hash: Option<String>) -> Result<bool, ApiError> {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        let ok = self
-            .run(move || bcrypt::verify(password.expose(), &hash))
-            .await?
-            .unwrap_or_else(|_| {
-                log::warn!("a stored password hash could not be read; sign-in refused");
-                false
-            });
-        Ok(known && ok)
+        Ok(self.verify_first(password, vec![hash]).await?.is_some())
+    }
+
+    /// Checks a password against each of `hashes` in turn, the dummy hash standing in for a
+    /// missing one, and answers the index of the first that matches. Every one is checked,
+    /// whatever the earlier ones gave, so the time depends only on how many there are.
+    pub async fn verify_first(
+        &self,
+        password: Password,
+        hashes: Vec<Option<String>>,
+    ) -> Result<Option<usize>, ApiError> {
+        self.verifications
+            .fetch_add(hashes.len(), Ordering::Relaxed);
+        let dummy = self.dummy_hash.clone();
+        let results = self
+            .run(move || {
+                hashes
+                    .iter()
+                    .map(|hash| {
+                        let ok = bcrypt::verify(password.expose(), hash.as_ref().unwrap_or(&dummy))
+                            .unwrap_or_else(|_| {
+                                log::warn!(
+                                    "a stored password hash could not be read; sign-in refused"
+                                );
+                                false
+                            });
+                        hash.is_some() && ok
+                    })
+                    .collect::<Vec<bool>>()
+            })
+            .await?;
+        Ok(results.iter().position(|&ok| ok))
     }
 
     /// How many verifications have run (the timing-equality tests count them).

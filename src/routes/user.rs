@@ -30,19 +30,14 @@ pub async fn sign_in(
         });
     }
     let password = Password::parse_existing("password", required_str(&body, "password")?)?;
-    // Each field given is an identifier of its own for the limit: one that names a locked-out
-    // username or email is refused, before any bcrypt work, whatever else it names.
-    let by_username = username.as_deref().map(|u| format!("u:{u}"));
-    let by_email = email.as_deref().map(|e| format!("e:{e}"));
-    let identifiers: Vec<&str> = by_username
-        .iter()
-        .chain(&by_email)
-        .map(String::as_str)
-        .collect();
+    // The limit counts the names given, as written: a username and an email that are the same
+    // text are one name (a sign-in page that sends what a person typed as both makes one
+    // guess), and a locked name is refused before any bcrypt work, whatever else is named.
+    let names: Vec<String> = username.iter().chain(&email).cloned().collect();
     let attempt = state
         .limiter
         .begin(
-            &identifiers,
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
             crate::net::client_ip(&req, &state.trusted_proxies),
         )
         .map_err(|retry_after| {
@@ -50,33 +45,37 @@ pub async fn sign_in(
             ApiError::TooManyRequests { retry_after }
         })?;
 
-    // `username` first; when both are given and no user has that username, `email` (decided;
-    // the engine's rule is not public). A sign-in page can send what a person typed as both.
-    let user = db::run(&state.pool, move |conn| {
-        if let Some(u) = &username
-            && let Some(user) = users::find_by_username(conn, u)?
-        {
-            return Ok(Some((user, true)));
+    // Each field names a candidate: the user with that username, the user with that email.
+    // The password is checked against every candidate (a dummy hash standing in for a missing
+    // one), so the work depends only on how many fields were given; the first that matches,
+    // username before email, signs in (decided; the engine's rule is not public). Checking the
+    // email's user even when the username exists means nobody can shut a person out by taking
+    // their email address as a username.
+    let mut candidates = db::run(&state.pool, move |conn| {
+        let mut found = Vec::with_capacity(2);
+        if let Some(u) = &username {
+            found.push(users::find_by_username(conn, u)?);
         }
-        match &email {
-            Some(e) => Ok(users::find_by_email(conn, e)?.map(|user| (user, false))),
-            None => Ok(None),
+        if let Some(e) = &email {
+            found.push(users::find_by_email(conn, e)?);
         }
+        Ok(found)
     })
     .await?;
-    let hash = user.as_ref().map(|(u, _)| u.password_hash.0.clone());
-    // Unknown users are verified against a dummy hash: the same work, the same time.
-    let ok = state.hasher.verify(password, hash).await?;
-    let (user, matched) = match user {
-        Some((user, by_name)) if ok => (user, if by_name { by_username } else { by_email }),
-        _ => {
-            state.count_sign_in("failure");
-            return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
-        }
+    let hashes = candidates
+        .iter()
+        .map(|c| c.as_ref().map(|u| u.password_hash.0.clone()))
+        .collect();
+    let signed_in = state
+        .hasher
+        .verify_first(password, hashes)
+        .await?
+        .and_then(|i| Some((candidates.get_mut(i)?.take()?, i)));
+    let Some((user, i)) = signed_in else {
+        state.count_sign_in("failure");
+        return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
     };
-    state
-        .limiter
-        .succeeded(attempt, matched.as_deref().unwrap_or_default());
+    state.limiter.succeeded(attempt, &names[i]);
     state.count_sign_in("success");
     let token = state
         .tokens

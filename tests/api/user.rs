@@ -93,31 +93,51 @@ async fn sign_in_works_with_username_and_with_email() {
 }
 
 #[tokio::test]
-async fn sign_in_with_both_fields_tries_the_username_then_the_email() {
+async fn sign_in_with_both_fields_checks_the_username_and_the_email_users() {
     let app = spawn_app().await;
-    app.create_user("team@example.com", "owner@example.com", "secret-1")
+    // Someone took dan's email address as a username.
+    app.create_user("dan@example.com", "squatter@example.com", "secret-1")
         .await;
-    app.create_user("dan", "team@example.com", "secret-2").await;
+    app.create_user("dan", "dan@example.com", "secret-2").await;
     let as_both = |login: &str, password: &str| json!({"username": login, "email": login, "password": password});
-    // The username wins: "team@example.com" is first someone's username.
-    let res = app.sign_in(&as_both("team@example.com", "secret-1")).await;
-    assert_eq!(res.status(), 200);
-    let out: Value = res.json().await.unwrap();
-    assert_eq!(out["user"]["email"], "owner@example.com");
-    // Its owner's password only: the email's user is not tried after a wrong password.
-    let res = app.sign_in(&as_both("team@example.com", "secret-2")).await;
-    boom(res, 403).await;
-    // No such username: the email matches.
-    let res = app.sign_in(&as_both("owner@example.com", "secret-1")).await;
-    assert_eq!(res.status(), 200);
-    let res = app
-        .sign_in(
-            &json!({"username": "nobody", "email": "team@example.com", "password": "secret-2"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let out: Value = res.json().await.unwrap();
-    assert_eq!(out["user"]["username"], "dan");
+    let signed_in = async |body: Value| {
+        let res = app.sign_in(&body).await;
+        assert_eq!(res.status(), 200, "{body}");
+        let out: Value = res.json().await.unwrap();
+        out["user"]["username"].as_str().unwrap().to_owned()
+    };
+    // Each signs in with their own password: the username's user, then the email's.
+    assert_eq!(
+        signed_in(as_both("dan@example.com", "secret-1")).await,
+        "dan@example.com"
+    );
+    assert_eq!(
+        signed_in(as_both("dan@example.com", "secret-2")).await,
+        "dan"
+    );
+    assert_eq!(
+        signed_in(as_both("squatter@example.com", "secret-1")).await,
+        "dan@example.com"
+    );
+    let mixed = json!({"username": "nobody", "email": "dan@example.com", "password": "secret-2"});
+    assert_eq!(signed_in(mixed).await, "dan");
+    boom(
+        app.sign_in(&as_both("dan@example.com", "wrong-1")).await,
+        403,
+    )
+    .await;
+
+    // The same work whoever the fields name: two verifications for two fields.
+    for body in [
+        as_both("dan@example.com", "wrong-1"),
+        as_both("squatter@example.com", "wrong-1"),
+        as_both("nobody@example.com", "wrong-1"),
+        as_both("dan@example.com", "secret-1"),
+    ] {
+        let before = app.state.hasher.verifications();
+        let _ = app.sign_in(&body).await;
+        assert_eq!(app.state.hasher.verifications() - before, 2, "{body}");
+    }
 }
 
 #[tokio::test]
