@@ -117,6 +117,7 @@ pub struct Limiter {
 pub struct Attempt {
     identifiers: Vec<(String, Instant)>,
     address: Option<(IpAddr, Instant)>,
+    guesses: u32,
 }
 
 impl Limiter {
@@ -141,20 +142,26 @@ impl Limiter {
     /// Lets an attempt on the given identifiers through, or answers the seconds to wait when
     /// the address or any identifier is locked out. The attempt counts as a failure until told
     /// otherwise (so a burst of concurrent guesses is counted before any of them finishes):
-    /// one for each distinct identifier, and as many for the address, since each identifier
-    /// is a guess of its own.
-    pub fn begin(&self, identifiers: &[&str], address: Option<IpAddr>) -> Result<Attempt, u64> {
+    /// one for each distinct identifier, and `guesses` (at least one) for the address.
+    pub fn begin(
+        &self,
+        identifiers: &[&str],
+        guesses: u32,
+        address: Option<IpAddr>,
+    ) -> Result<Attempt, u64> {
         let mut names: Vec<&str> = Vec::with_capacity(identifiers.len());
         for &id in identifiers {
             if !names.contains(&id) {
                 names.push(id);
             }
         }
+        let guesses = guesses.max(1);
         let now = Instant::now();
         if !self.enabled() {
             return Ok(Attempt {
                 identifiers: names.iter().map(|&id| (id.to_owned(), now)).collect(),
                 address: None,
+                guesses,
             });
         }
         let mut addrs = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,7 +178,6 @@ impl Limiter {
         if let Some(wait) = wait {
             return Err(wait);
         }
-        let charged = u32::try_from(names.len()).unwrap_or(u32::MAX);
         Ok(Attempt {
             identifiers: names
                 .iter()
@@ -181,7 +187,8 @@ impl Limiter {
                     (id, since)
                 })
                 .collect(),
-            address: address.map(|a| (a, addrs.charge(&a, charged, self.window, now))),
+            address: address.map(|a| (a, addrs.charge(&a, guesses, self.window, now))),
+            guesses,
         })
     }
 
@@ -203,11 +210,10 @@ impl Limiter {
             }
         }
         if let Some((addr, since)) = &attempt.address {
-            let charged = u32::try_from(attempt.identifiers.len()).unwrap_or(u32::MAX);
             self.addresses
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .uncharge(addr, *since, charged);
+                .uncharge(addr, *since, attempt.guesses);
         }
     }
 
@@ -238,62 +244,62 @@ mod tests {
     fn an_identifier_is_locked_after_n_failures_and_freed_by_a_success_before() {
         let l = Limiter::new(3, MIN);
         for _ in 0..2 {
-            l.begin(&["alice"], None).unwrap();
+            l.begin(&["alice"], 1, None).unwrap();
         }
         // A success before the limit resets the count.
-        let ok = l.begin(&["alice"], None).unwrap();
+        let ok = l.begin(&["alice"], 1, None).unwrap();
         l.succeeded(ok, "alice");
         for _ in 0..3 {
-            l.begin(&["alice"], None).unwrap();
+            l.begin(&["alice"], 1, None).unwrap();
         }
-        let wait = l.begin(&["alice"], None).unwrap_err();
+        let wait = l.begin(&["alice"], 1, None).unwrap_err();
         assert!((1..=60).contains(&wait));
-        assert!(l.begin(&["bob"], None).is_ok());
+        assert!(l.begin(&["bob"], 1, None).is_ok());
     }
 
     #[test]
     fn an_attempt_naming_two_identifiers_charges_and_checks_both() {
         let l = Limiter::new(3, MIN);
         for _ in 0..3 {
-            l.begin(&["u:x", "e:v"], None).unwrap();
+            l.begin(&["u:x", "e:v"], 1, None).unwrap();
         }
         assert!(
-            l.begin(&["e:v"], None).is_err(),
+            l.begin(&["e:v"], 1, None).is_err(),
             "the second identifier is counted"
         );
         assert!(
-            l.begin(&["u:y", "e:v"], None).is_err(),
+            l.begin(&["u:y", "e:v"], 1, None).is_err(),
             "a locked one refuses the pair"
         );
-        assert!(l.begin(&["u:y"], None).is_ok());
+        assert!(l.begin(&["u:y"], 1, None).is_ok());
     }
 
     #[test]
     fn a_success_resets_only_the_identifier_that_matched() {
         let l = Limiter::new(3, MIN);
         for _ in 0..2 {
-            l.begin(&["e:victim"], None).unwrap();
+            l.begin(&["e:victim"], 1, None).unwrap();
         }
         // Signing in to one's own account while naming the victim's email as well: the own
         // count starts again, the victim's keeps its two failures and is not charged a third.
         for _ in 0..5 {
-            let ok = l.begin(&["u:me", "e:victim"], None).unwrap();
+            let ok = l.begin(&["u:me", "e:victim"], 1, None).unwrap();
             l.succeeded(ok, "u:me");
         }
-        l.begin(&["e:victim"], None).unwrap();
-        assert!(l.begin(&["e:victim"], None).is_err());
+        l.begin(&["e:victim"], 1, None).unwrap();
+        assert!(l.begin(&["e:victim"], 1, None).is_err());
     }
 
     #[test]
-    fn a_name_given_twice_is_one_guess_and_two_names_are_two() {
+    fn a_name_given_twice_is_counted_once_and_the_address_its_guesses() {
         let l = Limiter::new(4, MIN);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        l.begin(&["x", "x"], Some(ip)).unwrap();
+        l.begin(&["x", "x"], 1, Some(ip)).unwrap();
         assert_eq!(l.len(), (1, 1));
-        l.begin(&["y", "z"], Some(ip)).unwrap();
+        l.begin(&["y", "z"], 2, Some(ip)).unwrap();
         // 1 + 2 failures for the address: one more, then locked.
-        l.begin(&["w"], Some(ip)).unwrap();
-        assert!(l.begin(&["v"], Some(ip)).is_err());
+        l.begin(&["w"], 1, Some(ip)).unwrap();
+        assert!(l.begin(&["v"], 1, Some(ip)).is_err());
     }
 
     #[test]
@@ -301,18 +307,18 @@ mod tests {
         // Half a second for what follows the sleep: ample even on a loaded machine.
         let l = Limiter::new(3, Duration::from_millis(500));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let slow = l.begin(&["me", "victim"], Some(ip)).unwrap();
+        let slow = l.begin(&["me", "victim"], 2, Some(ip)).unwrap();
         std::thread::sleep(Duration::from_millis(510));
         // A new window for the victim's name and the address: two failures in it.
         for _ in 0..2 {
-            l.begin(&["victim"], Some(ip)).unwrap();
+            l.begin(&["victim"], 1, Some(ip)).unwrap();
         }
         // The attempt from the old window ends now; it must not cancel the new failures.
         l.succeeded(slow, "me");
-        l.begin(&["victim"], Some(ip)).unwrap();
-        assert!(l.begin(&["victim"], None).is_err());
+        l.begin(&["victim"], 1, Some(ip)).unwrap();
+        assert!(l.begin(&["victim"], 1, None).is_err());
         assert!(
-            l.begin(&["other"], Some(ip)).is_err(),
+            l.begin(&["other"], 1, Some(ip)).is_err(),
             "the address keeps its three"
         );
     }
@@ -322,17 +328,20 @@ mod tests {
         let l = Limiter::new(3, MIN);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for name in ["a", "b", "c"] {
-            l.begin(&[name], Some(ip)).unwrap();
+            l.begin(&[name], 1, Some(ip)).unwrap();
         }
-        assert!(l.begin(&["d"], Some(ip)).is_err());
-        assert!(l.begin(&["d"], Some("10.0.0.2".parse().unwrap())).is_ok());
+        assert!(l.begin(&["d"], 1, Some(ip)).is_err());
+        assert!(
+            l.begin(&["d"], 1, Some("10.0.0.2".parse().unwrap()))
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_zero_limit_never_locks() {
         let l = Limiter::new(0, MIN);
         for _ in 0..100 {
-            l.begin(&["x"], None).unwrap();
+            l.begin(&["x"], 1, None).unwrap();
         }
         assert_eq!(l.len(), (0, 0));
     }
@@ -342,7 +351,7 @@ mod tests {
         let l = Limiter::with_capacity(10, MIN, 1000);
         for i in 0..50_000u32 {
             let ip = IpAddr::from(i.to_be_bytes());
-            let _ = l.begin(&[&format!("user{i}")], Some(ip));
+            let _ = l.begin(&[&format!("user{i}")], 1, Some(ip));
         }
         let (ids, addrs) = l.len();
         assert!(ids <= 1000 && addrs <= 1000, "{ids} {addrs}");
@@ -351,9 +360,9 @@ mod tests {
     #[test]
     fn the_window_expires() {
         let l = Limiter::new(1, Duration::from_millis(50));
-        l.begin(&["x"], None).unwrap();
-        assert!(l.begin(&["x"], None).is_err());
+        l.begin(&["x"], 1, None).unwrap();
+        assert!(l.begin(&["x"], 1, None).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(l.begin(&["x"], None).is_ok());
+        assert!(l.begin(&["x"], 1, None).is_ok());
     }
 }

@@ -30,14 +30,25 @@ pub async fn sign_in(
         });
     }
     let password = Password::parse_existing("password", required_str(&body, "password")?)?;
-    // The limit counts the names given, as written: a username and an email that are the same
-    // text are one name (a sign-in page that sends what a person typed as both makes one
-    // guess), and a locked name is refused before any bcrypt work, whatever else is named.
-    let names: Vec<String> = username.iter().chain(&email).cloned().collect();
+    // Each field given is a name of its own for the limit (a username and an email are counted
+    // apart even when they are the same text, so a success through one never resets the
+    // other), and a locked name is refused before any bcrypt work, whatever else is named. The
+    // address is charged a guess per distinct text: a sign-in page that sends what a person
+    // typed as both makes one guess.
+    let names: Vec<String> = username
+        .iter()
+        .map(|u| format!("u:{u}"))
+        .chain(email.iter().map(|e| format!("e:{e}")))
+        .collect();
+    let guesses = match (&username, &email) {
+        (Some(u), Some(e)) if u != e => 2,
+        _ => 1,
+    };
     let attempt = state
         .limiter
         .begin(
             &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            guesses,
             crate::net::client_ip(&req, &state.trusted_proxies),
         )
         .map_err(|retry_after| {

@@ -147,6 +147,18 @@ impl TestApp {
     pub async fn sign_in(&self, body: &Value) -> reqwest::Response {
         self.post_json("/user/auth", body).await
     }
+
+    /// A sign-in as if through a proxy that names the client in `X-Forwarded-For` (heeded
+    /// only when the server trusts 127.0.0.0/8 as a proxy).
+    pub async fn sign_in_from(&self, forwarded_for: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/user/auth", self.url))
+            .header("x-forwarded-for", forwarded_for)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 pub fn email_for(username: &str) -> String {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{boom, spawn_with};
+use crate::helpers::{TestApp, boom, spawn_with};
 
 #[tokio::test]
 async fn after_n_failures_sign_in_is_429_with_retry_after_and_no_bcrypt_work() {
@@ -53,42 +53,62 @@ async fn a_success_resets_the_identifiers_count() {
     boom(app.sign_in(&wrong).await, 429).await;
 }
 
-#[tokio::test]
-async fn a_locked_email_stays_locked_when_named_beside_another_username() {
-    let app = spawn_with(|s| {
+/// A server that locks a name after two failures, behind a trusted proxy: each request can
+/// come from its own address, so only the names' counts limit.
+async fn behind_a_proxy() -> TestApp {
+    spawn_with(|s| {
         s.auth.max_failed_attempts = 2;
         s.server.trusted_proxies = vec!["127.0.0.0/8".into()];
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_locked_email_stays_locked_when_named_beside_another_username() {
+    let app = behind_a_proxy().await;
     app.create_user("vic", "vic@example.com", "right-pass")
         .await;
     app.create_user("eve", "eve@example.com", "eve-pass").await;
-    // Each guess from its own address behind a trusted proxy: only the identifiers limit here.
-    let guess = |ip: &str, body: serde_json::Value| {
-        app.client
-            .post(format!("{}/user/auth", app.url))
-            .header("X-Forwarded-For", ip)
-            .json(&body)
-            .send()
-    };
-    let wrong = || json!({"email": "vic@example.com", "password": "guess"});
-    boom(guess("198.51.100.1", wrong()).await.unwrap(), 403).await;
+    let wrong = json!({"email": "vic@example.com", "password": "guess"});
+    boom(app.sign_in_from("198.51.100.1", &wrong).await, 403).await;
     // Signing in to one's own account while naming the victim's email resets nothing.
-    let res = guess(
-        "198.51.100.2",
-        json!({"username": "eve", "email": "vic@example.com", "password": "eve-pass"}),
-    )
-    .await;
-    assert_eq!(res.unwrap().status(), 200);
-    boom(guess("198.51.100.3", wrong()).await.unwrap(), 403).await;
+    let own = json!({"username": "eve", "email": "vic@example.com", "password": "eve-pass"});
+    assert_eq!(app.sign_in_from("198.51.100.2", &own).await.status(), 200);
+    boom(app.sign_in_from("198.51.100.3", &wrong).await, 403).await;
     // Locked now, and a new username beside the email does not reopen it, even with the right
     // password.
-    let res = guess(
-        "198.51.100.4",
-        json!({"username": "nobody", "email": "vic@example.com", "password": "right-pass"}),
-    )
-    .await;
-    boom(res.unwrap(), 429).await;
+    let right = json!({"username": "nobody", "email": "vic@example.com", "password": "right-pass"});
+    boom(app.sign_in_from("198.51.100.4", &right).await, 429).await;
+}
+
+#[tokio::test]
+async fn signing_in_as_a_username_that_is_the_victims_email_resets_nothing() {
+    let app = behind_a_proxy().await;
+    app.create_user("vic", "vic@example.com", "right-pass")
+        .await;
+    // The attacker's own account, named with the victim's email address.
+    app.create_user("vic@example.com", "mal@example.com", "mal-pass")
+        .await;
+    let guess = json!({"email": "vic@example.com", "password": "guess"});
+    let own = [
+        json!({"username": "vic@example.com", "password": "mal-pass"}),
+        json!({"username": "vic@example.com", "email": "vic@example.com", "password": "mal-pass"}),
+    ];
+    let mut statuses = Vec::new();
+    for (n, own) in (1..).step_by(2).zip(own.iter().cycle()).take(3) {
+        let res = app.sign_in_from(&format!("198.51.100.{n}"), &guess).await;
+        statuses.push(res.status().as_u16());
+        // Each of the attacker's own sign-ins succeeds until the email is locked.
+        let res = app
+            .sign_in_from(&format!("198.51.100.{}", n + 1), own)
+            .await;
+        assert!(
+            matches!(res.status().as_u16(), 200 | 429),
+            "{}",
+            res.status()
+        );
+    }
+    assert_eq!(statuses, [403, 403, 429]);
 }
 
 #[tokio::test]

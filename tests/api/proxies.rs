@@ -5,15 +5,13 @@ use serde_json::json;
 use crate::helpers::{TestApp, boom, spawn_with};
 
 async fn sign_in_from(app: &TestApp, forwarded_for: &str, username: &str) -> u16 {
-    app.client
-        .post(format!("{}/user/auth", app.url))
-        .header("x-forwarded-for", forwarded_for)
-        .json(&json!({"username": username, "password": "guess-1"}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.sign_in_from(
+        forwarded_for,
+        &json!({"username": username, "password": "guess-1"}),
+    )
+    .await
+    .status()
+    .as_u16()
 }
 
 #[tokio::test]
