@@ -15,6 +15,7 @@ pub const MISSING_AUTH: &str = "Missing authentication";
 /// The appmixer CLI matches this text exactly.
 pub const INVALID_TOKEN: &str = "Invalid JWT: key or signature is invalid";
 pub const EXPIRED_TOKEN: &str = "Token expired";
+pub const NOT_YET_VALID_TOKEN: &str = "Token not yet valid";
 pub const INSUFFICIENT_SCOPE: &str = "Insufficient scope";
 
 /// The caller, as its token says.
@@ -53,6 +54,7 @@ fn verify(req: &HttpRequest, token: &str) -> Result<AuthUser, ApiError> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
     let claims = state.tokens.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::Unauthorized(EXPIRED_TOKEN.into()),
+        TokenError::NotYetValid => ApiError::Unauthorized(NOT_YET_VALID_TOKEN.into()),
         TokenError::Invalid => ApiError::Unauthorized(INVALID_TOKEN.into()),
     })?;
     let id = UserId::parse(&claims.custom.id)

@@ -23,10 +23,13 @@ pub struct UserClaims {
     pub scope: Vec<String>,
 }
 
-/// Why a token was refused; the two cases the API tells apart.
+/// Why a token was refused; the cases the API tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     Expired,
+    /// Signed by this server, but its `iat` or `nbf` is still ahead of the server's clock
+    /// (issued by a server whose clock runs ahead, or the test clock was moved back).
+    NotYetValid,
     Invalid,
 }
 
@@ -177,8 +180,12 @@ impl TokenService {
         match self.key.verify_token::<UserClaims>(token, Some(options)) {
             Ok(claims) if claims.expires_at.is_some() => Ok(claims),
             Ok(_) => Err(TokenError::Invalid),
+            // jwt-simple checks times only after the signature: these tokens are genuine.
             Err(e) => match e.downcast_ref::<JWTError>() {
                 Some(JWTError::TokenHasExpired) => Err(TokenError::Expired),
+                Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => {
+                    Err(TokenError::NotYetValid)
+                }
                 _ => Err(TokenError::Invalid),
             },
         }
@@ -224,7 +231,7 @@ mod tests {
         assert!(s.verify(&token).is_ok());
         // Before its `iat`/`nbf` (the clock moved back): refused, though verified before.
         s.clock.set_offset(-(TIME_TOLERANCE_SECS as i64) - 2);
-        assert_eq!(s.verify(&token).unwrap_err(), TokenError::Invalid);
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::NotYetValid);
         s.clock.set_offset(0);
         assert!(s.verify(&token).is_ok());
         s.clock.set_offset(3600 + TIME_TOLERANCE_SECS as i64 + 2);

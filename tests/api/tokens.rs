@@ -127,7 +127,24 @@ async fn forged_and_malformed_tokens_are_401() {
         &json!({"id": id, "scope": ["user"], "iat": now(), "nbf": now() + 3600, "exp": now() + 7200}),
         key.as_bytes(),
     );
-    assert_refused(&app, &future, "nbf in the future").await;
+    let body = boom(app.get_with_token("/user", &future).await, 401).await;
+    assert_eq!(body["message"], "Token not yet valid");
+    // Issued in the future (a server whose clock runs ahead): the same.
+    let ahead = forge(
+        &hs,
+        &json!({"id": id, "scope": ["user"], "iat": now() + 3600, "exp": now() + 7200}),
+        key.as_bytes(),
+    );
+    let body = boom(app.get_with_token("/user", &ahead).await, 401).await;
+    assert_eq!(body["message"], "Token not yet valid");
+    // Only a genuine token is told apart: with another key it is just invalid.
+    let other_key = forge(
+        &hs,
+        &json!({"id": id, "scope": ["user"], "iat": now(), "nbf": now() + 3600, "exp": now() + 7200}),
+        b"another-secret-of-enough-length!",
+    );
+    let body = boom(app.get_with_token("/user", &other_key).await, 401).await;
+    assert_eq!(body["message"], "Invalid JWT: key or signature is invalid");
     // Expired, correctly signed.
     let old = forge(
         &hs,
