@@ -23,3 +23,15 @@ echo "== examples/node (node:test)"
 echo "== examples/python (pytest)"
 python3 -m pip install -q -r examples/python/requirements.txt
 python3 -m pytest -q examples/python
+
+# The official appmixer CLI, unchanged, against the same binary (tests/appmixer-cli). Its
+# install scripts are skipped: they build or fetch parts that sign-in does not use, and would
+# need hosts beyond the npm registry.
+echo "== tests/appmixer-cli (the official appmixer CLI)"
+(
+    cd tests/appmixer-cli
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+    fi
+    npm test --silent
+)
