@@ -24,14 +24,19 @@ echo "== examples/python (pytest)"
 python3 -m pip install -q -r examples/python/requirements.txt
 python3 -m pytest -q examples/python
 
-# The official appmixer CLI, unchanged, against the same binary (tests/appmixer-cli). Its
-# install scripts are skipped: they build or fetch parts that sign-in does not use, and would
-# need hosts beyond the npm registry.
+# The official appmixer CLI, unchanged, against the same binary (tests/appmixer-cli). Install
+# scripts are skipped (one fetches a Windows tool, one tries GitHub for a prebuilt binary); the
+# one native module the CLI loads, farmhash, is built from source against this Node's headers.
 echo "== tests/appmixer-cli (the official appmixer CLI)"
 (
     cd tests/appmixer-cli
     if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
         npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+    fi
+    if [ ! -f node_modules/farmhash/build/Release/farmhash.node ]; then
+        node_prefix=$(dirname "$(dirname "$(command -v node)")")
+        npm_config_nodedir=${npm_config_nodedir:-$node_prefix} \
+            npm rebuild farmhash --build-from-source --loglevel=error
     fi
     npm test --silent
 )
