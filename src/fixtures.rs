@@ -159,6 +159,15 @@ pub fn stored(conn: &Connection, f: &FixtureUser) -> Result<Option<User>, ApiErr
     }
 }
 
+/// The ids of the declared users that are stored (see [`stored`]): the users a reset keeps.
+pub fn stored_ids(conn: &Connection, declared: &[FixtureUser]) -> Result<Vec<UserId>, ApiError> {
+    let mut ids = Vec::with_capacity(declared.len());
+    for f in declared {
+        ids.extend(stored(conn, f)?.map(|u| u.id));
+    }
+    Ok(ids)
+}
+
 /// Brings the database to what the fixtures say, in one transaction: missing users are created,
 /// existing ones (matched by id, else username) are overwritten with the declared fields and
 /// the defaults for the rest. Plain passwords are hashed at `cost` (in parallel), unless the

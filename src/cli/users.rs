@@ -370,21 +370,11 @@ fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult 
     Ok(())
 }
 
-/// The ids of the users the settings file declares: their fixed id, else the stored user of
-/// that username.
-fn declared_ids(conn: &rusqlite::Connection, settings: &Settings) -> CliResult<Vec<UserId>> {
-    let mut keep = Vec::new();
-    for f in &settings.users {
-        keep.extend(crate::fixtures::stored(conn, f)?.map(|u| u.id));
-    }
-    Ok(keep)
-}
-
 fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
     let pool = super::connect(settings)?;
     let mut conn = pool.get()?;
     if !a.yes {
-        let keep = declared_ids(&conn, settings)?;
+        let keep = fixtures::stored_ids(&conn, &settings.users)?;
         let total = users::count(&conn, &ListQuery::default())?;
         let kept = keep
             .iter()
@@ -401,7 +391,7 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
     // Immediate: the transaction reads before it writes, and a deferred one could not then
     // wait for the server's writer (SQLite answers busy at once on that upgrade).
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let keep = declared_ids(&tx, settings)?;
+    let keep = fixtures::stored_ids(&tx, &settings.users)?;
     let removed = users::delete_all_except(&tx, &keep)?;
     tx.commit()?;
     let report = fixtures::apply(

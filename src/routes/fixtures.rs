@@ -38,12 +38,7 @@ pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let n = db::run(&state.pool, move |conn| {
         let declared = &st.settings.users;
         let tx = conn.transaction().map_err(ApiError::internal)?;
-        // Declared users that are stored keep their ids.
-        let mut keep = Vec::new();
-        for f in declared {
-            keep.extend(fixtures::stored(&tx, f)?.map(|u| u.id));
-        }
-        users::delete_all_except(&tx, &keep)?;
+        users::delete_all_except(&tx, &fixtures::stored_ids(&tx, declared)?)?;
         tx.commit().map_err(ApiError::internal)?;
         fixtures::apply(
             conn,
