@@ -151,10 +151,11 @@ impl UserCache {
     where
         Fut: Future<Output = Result<Bytes, E>>,
     {
-        if let Some(body) = self.get(id) {
+        // One version for both: the entry must be of it, and a read that misses starts at it.
+        let seen = self.version();
+        if let Some(body) = seen.and_then(|seen| self.remembered(id, seen)) {
             return Ok(body);
         }
-        let seen = self.version();
         let body = read().await?;
         if let Some(seen) = seen {
             self.put(id.clone(), seen, body.clone());
@@ -162,15 +163,17 @@ impl UserCache {
         Ok(body)
     }
 
-    /// The remembered answer for `id`, if nothing was committed since it was read.
-    fn get(&self, id: &UserId) -> Option<Bytes> {
-        if !self.is_on() {
-            return None;
-        }
-        let now = self.version()?;
+    /// The answer remembered for `id`, if it was read at version `now`.
+    fn remembered(&self, id: &UserId, now: Version) -> Option<Bytes> {
         let entries = self.entries.lock().ok()?;
         let (version, body) = entries.map.get(id)?;
         (*version == now).then(|| body.clone())
+    }
+
+    /// The remembered answer for `id`, if nothing was committed since it was read.
+    #[cfg(test)]
+    fn get(&self, id: &UserId) -> Option<Bytes> {
+        self.remembered(id, self.version()?)
     }
 
     /// Remembers `body`, read from the database at version `seen`, unless something was
@@ -248,6 +251,17 @@ mod tests {
         }
     }
 
+    /// A database file opened as the server opens it, its cache, and a plain second
+    /// connection to it (as another process would have).
+    fn watched_file() -> (tempfile::TempDir, super::super::Pool, UserCache, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.db").to_string_lossy().into_owned();
+        let pool = super::super::open(&settings(&path)).expect("open");
+        let cache = UserCache::new(&settings(&path));
+        let other = Connection::open(&path).expect("second connection");
+        (dir, pool, cache, other)
+    }
+
     /// Some commit, by a plain connection: not counted by this process, as another process's.
     fn commit_elsewhere(conn: &Connection) {
         conn.execute(
@@ -270,12 +284,8 @@ mod tests {
 
     #[test]
     fn an_answer_is_served_only_until_the_next_commit_and_never_if_read_before_one() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("c.db").to_string_lossy().into_owned();
-        let _pool = super::super::open(&settings(&path)).expect("open");
-        let cache = UserCache::new(&settings(&path));
+        let (_dir, _pool, cache, other) = watched_file();
         assert!(cache.is_on());
-        let other = Connection::open(&path).expect("second connection");
         let id = UserId::generate();
         let body = Bytes::from_static(b"{\"username\":\"a\"}");
 
@@ -292,11 +302,7 @@ mod tests {
 
     #[test]
     fn an_answer_read_while_a_commit_lands_is_answered_but_not_remembered() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("c.db").to_string_lossy().into_owned();
-        let _pool = super::super::open(&settings(&path)).expect("open");
-        let cache = UserCache::new(&settings(&path));
-        let other = Connection::open(&path).expect("second connection");
+        let (_dir, _pool, cache, other) = watched_file();
         let id = UserId::generate();
         let body = Bytes::from_static(b"{\"plan\":\"old\"}");
         let read = || async {
