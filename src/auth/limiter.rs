@@ -149,6 +149,14 @@ impl Limiter {
         guesses: u32,
         address: Option<IpAddr>,
     ) -> Result<Attempt, u64> {
+        if !self.enabled() {
+            // Nothing charged, so nothing for `succeeded` to take back.
+            return Ok(Attempt {
+                identifiers: Vec::new(),
+                address: None,
+                guesses: 0,
+            });
+        }
         let mut names: Vec<&str> = Vec::with_capacity(identifiers.len());
         for &id in identifiers {
             if !names.contains(&id) {
@@ -157,13 +165,6 @@ impl Limiter {
         }
         let guesses = guesses.max(1);
         let now = Instant::now();
-        if !self.enabled() {
-            return Ok(Attempt {
-                identifiers: names.iter().map(|&id| (id.to_owned(), now)).collect(),
-                address: None,
-                guesses,
-            });
-        }
         let mut addrs = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(addr) = &address
             && let Some(wait) = addrs.locked(addr, self.max, self.window, now)
