@@ -95,25 +95,22 @@ impl log::Log for ClientFaults {
         self.0.enabled(metadata)
     }
 
+    // env_logger's `log` applies its own filter to each record, the lowered one included.
     fn log(&self, record: &log::Record<'_>) {
         if !Self::is_client_fault(record) {
-            if self.0.enabled(record.metadata()) {
-                self.0.log(record);
-            }
-            return;
+            return self.0.log(record);
         }
-        let lowered = log::Record::builder()
-            .level(log::Level::Debug)
-            .target(record.target())
-            .args(*record.args())
-            .module_path(record.module_path())
-            .file(record.file())
-            .line(record.line())
-            .key_values(record.key_values())
-            .build();
-        if self.0.enabled(lowered.metadata()) {
-            self.0.log(&lowered);
-        }
+        self.0.log(
+            &log::Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .key_values(record.key_values())
+                .build(),
+        );
     }
 
     fn flush(&self) {
