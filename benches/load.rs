@@ -74,7 +74,7 @@ fn main() {
     }
     let load_after = loadavg();
 
-    let report = Report::new(&all, cores, users, runs, secs);
+    let report = Report::new(&all, cores, users);
     let machine_line = format!(
         "{machine}; load average {load_before} before, {load_after} after; {runs} runs, {secs} s per load; {}",
         today()
@@ -773,8 +773,7 @@ impl Goal {
 }
 
 impl Report {
-    fn new(all: &[Run], cores: usize, users: usize, runs: usize, secs: u64) -> Self {
-        let _ = (runs, secs);
+    fn new(all: &[Run], cores: usize, users: usize) -> Self {
         let mut rows = Vec::new();
         let users_txt = group(users as f64);
         let mut add = |figure: String, goal: Goal, unit: &str, digits: usize, v: Vec<f64>| {
@@ -789,78 +788,76 @@ impl Report {
                 verdict: goal.verdict(m),
             });
         };
-        let col = |f: fn(&Run) -> f64| all.iter().map(f).collect::<Vec<f64>>();
+        let col = |f: &dyn Fn(&Run) -> f64| all.iter().map(f).collect::<Vec<f64>>();
         add(
             format!("`GET /` throughput, {READ_CONNS} connections (the ceiling)"),
             Goal::None,
             " req/s",
             0,
-            col(|r| r.root.rps()),
+            col(&|r| r.root.rps()),
         );
         add(
             format!("`GET /user` throughput, {READ_CONNS} connections"),
             Goal::None,
             " req/s",
             0,
-            col(|r| r.get_user.rps()),
+            col(&|r| r.get_user.rps()),
         );
         add(
             "`GET /user` / `GET /` throughput".into(),
             Goal::AtLeast(0.8),
             "",
             2,
-            col(|r| r.get_user.rps() / r.root.rps()),
+            col(&|r| r.get_user.rps() / r.root.rps()),
         );
         add(
             format!("`GET /user` p99 latency, {READ_CONNS} connections"),
             Goal::Under(5.0),
             " ms",
             2,
-            col(|r| r.get_user.p99),
+            col(&|r| r.get_user.p99),
         );
         add(
             format!("single-thread `bcrypt::verify` rate, cost {COST} (bench process)"),
             Goal::None,
             "/s",
             1,
-            col(|r| r.verify_rate),
+            col(&|r| r.verify_rate),
         );
         add(
             format!("`POST /user/auth` throughput, cost {COST}, {HASH_CONNS} connections"),
             Goal::None,
             " req/s",
             1,
-            col(|r| r.sign_in.rps()),
+            col(&|r| r.sign_in.rps()),
         );
         add(
             format!("`POST /user/auth` / ({cores} cores × verify rate)"),
             Goal::AtLeast(0.9),
             "",
             2,
-            all.iter()
-                .map(|r| r.sign_in.rps() / (cores as f64 * r.verify_rate))
-                .collect(),
+            col(&|r| r.sign_in.rps() / (cores as f64 * r.verify_rate)),
         );
         add(
             format!("`POST /user` throughput, {users_txt} users stored, {HASH_CONNS} connections"),
             Goal::None,
             " req/s",
             1,
-            col(|r| r.create_big.rps()),
+            col(&|r| r.create_big.rps()),
         );
         add(
             format!("`POST /user` throughput, empty database, {HASH_CONNS} connections"),
             Goal::None,
             " req/s",
             1,
-            col(|r| r.create_empty.rps()),
+            col(&|r| r.create_empty.rps()),
         );
         add(
             format!("`POST /user` {users_txt} users / empty"),
             Goal::AtLeast(0.9),
             "",
             2,
-            col(|r| r.create_big.rps() / r.create_empty.rps()),
+            col(&|r| r.create_big.rps() / r.create_empty.rps()),
         );
         add(
             format!(
@@ -869,42 +866,42 @@ impl Report {
             Goal::Under(50.0),
             " ms",
             1,
-            col(|r| r.mixed_get.p99),
+            col(&|r| r.mixed_get.p99),
         );
         add(
             "sign-in flood throughput meanwhile".into(),
             Goal::None,
             " req/s",
             1,
-            col(|r| r.mixed_flood.rps()),
+            col(&|r| r.mixed_flood.rps()),
         );
         add(
             format!("start-up to first answer, {users_txt} users stored"),
             Goal::Under(100.0),
             " ms",
             1,
-            col(|r| r.startup_ms),
+            col(&|r| r.startup_ms),
         );
         add(
             format!("resident memory idle (after start-up, {users_txt} users)"),
             Goal::Under(20.0),
             " MiB",
             1,
-            col(|r| r.rss_idle_mib),
+            col(&|r| r.rss_idle_mib),
         );
         add(
             "resident memory at the end of the load".into(),
             Goal::Under(64.0),
             " MiB",
             1,
-            col(|r| r.rss_end_mib),
+            col(&|r| r.rss_end_mib),
         );
         add(
             "peak resident memory (VmHWM)".into(),
             Goal::None,
             " MiB",
             1,
-            col(|r| r.rss_peak_mib),
+            col(&|r| r.rss_peak_mib),
         );
         add(
             format!(
@@ -914,7 +911,7 @@ impl Report {
             Goal::Under(2.0),
             " s",
             2,
-            col(|r| r.fixtures_10k_s),
+            col(&|r| r.fixtures_10k_s),
         );
         if all.iter().all(|r| r.import_10k_s.is_some()) {
             add(
@@ -925,7 +922,7 @@ impl Report {
                 Goal::Under(2.0),
                 " s",
                 2,
-                col(|r| r.import_10k_s.unwrap_or(f64::NAN)),
+                col(&|r| r.import_10k_s.unwrap_or(f64::NAN)),
             );
         }
         add(
@@ -933,21 +930,21 @@ impl Report {
             Goal::None,
             " ms",
             1,
-            col(|r| r.unknown_ms),
+            col(&|r| r.unknown_ms),
         );
         add(
             "wrong-password sign-in time (median)".into(),
             Goal::None,
             " ms",
             1,
-            col(|r| r.wrong_ms),
+            col(&|r| r.wrong_ms),
         );
         add(
             "unknown-user / wrong-password sign-in time".into(),
             Goal::Between(0.9, 1.1),
             "",
             3,
-            col(|r| r.unknown_ms / r.wrong_ms),
+            col(&|r| r.unknown_ms / r.wrong_ms),
         );
 
         let med = |f: &dyn Fn(&Run) -> Wrk| -> (f64, [f64; 4]) {
