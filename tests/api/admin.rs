@@ -17,7 +17,7 @@ pub fn admin_fixture() -> FixtureUser {
 }
 
 /// A server with one fixture admin; returns it and the admin's token.
-async fn admin_app() -> (TestApp, String) {
+pub async fn admin_app() -> (TestApp, String) {
     let app = spawn_with(|s| s.users = vec![admin_fixture()]).await;
     let res = app
         .sign_in(&json!({"username": "root", "password": "root-password"}))
@@ -28,7 +28,7 @@ async fn admin_app() -> (TestApp, String) {
     (app, token)
 }
 
-async fn send(
+pub async fn send(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

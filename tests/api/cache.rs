@@ -51,27 +51,19 @@ async fn a_change_committed_by_another_connection_shows_in_the_next_answer() {
 
 #[tokio::test]
 async fn an_admin_update_shows_in_the_users_next_answer() {
-    let app = spawn_with(|s| s.users = vec![crate::admin::admin_fixture()]).await;
-    let res = app
-        .sign_in(&json!({"username": "root", "password": "root-password"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let admin = res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, admin) = crate::admin::admin_app().await;
     let (id, token) = app.new_user("dan", "secret-1").await;
     for plan in ["pro", "team", "free"] {
         me(&app, &token).await;
         me(&app, &token).await;
-        let res = app
-            .client
-            .put(format!("{}/users/{id}", app.url))
-            .bearer_auth(&admin)
-            .json(&json!({ "plan": plan }))
-            .send()
-            .await
-            .unwrap();
+        let res = crate::admin::send(
+            &app,
+            reqwest::Method::PUT,
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(json!({ "plan": plan })),
+        )
+        .await;
         assert_eq!(res.status(), 200);
         assert_eq!(me(&app, &token).await["plan"], plan);
     }
