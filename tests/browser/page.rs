@@ -16,6 +16,18 @@ async fn assert_account(b: &Browser, user: &Value) {
     assert_eq!(b.text("#user-plan").await, "free");
 }
 
+/// Signs in through the form with a password the server refuses, and waits for the page to
+/// say so (the error text is emptied first, so an earlier refusal cannot stand in for this one).
+async fn refused_sign_in(b: &Browser, login: &str, password: &str) {
+    b.js("document.getElementById('signin-error').textContent = ''")
+        .await;
+    b.type_into("#signin-login", login).await;
+    b.type_into("#signin-password", password).await;
+    b.click("#signin-submit").await;
+    b.wait_text("#signin-error", "Wrong username, email or password.")
+        .await;
+}
+
 #[tokio::test]
 async fn signing_in_with_a_username_shows_who_you_are_and_when_the_token_expires() {
     let app = spawn_app();
@@ -84,13 +96,7 @@ async fn a_wrong_password_typed_on_the_page_counts_once_toward_the_lockout() {
     with_browser("counts_once", &app, Options::default(), async |b| {
         b.open_page("/").await;
         for _ in 0..2 {
-            b.js("document.getElementById('signin-error').textContent = ''")
-                .await;
-            b.type_into("#signin-login", "ada@example.com").await;
-            b.type_into("#signin-password", "wrong-password").await;
-            b.click("#signin-submit").await;
-            b.wait_text("#signin-error", "Wrong username, email or password.")
-                .await;
+            refused_sign_in(b, "ada@example.com", "wrong-password").await;
         }
         b.sign_in("ada@example.com", "secret1").await;
         assert_account(b, &ada["user"]).await;
@@ -105,11 +111,7 @@ async fn a_wrong_password_shows_an_error_next_to_the_form() {
     app.create_user("ada", "ada@example.com", "secret1").await;
     with_browser("a_wrong_password", &app, Options::default(), async |b| {
         b.open_page("/").await;
-        b.type_into("#signin-login", "ada").await;
-        b.type_into("#signin-password", "wrong-password").await;
-        b.click("#signin-submit").await;
-        b.wait_text("#signin-error", "Wrong username, email or password.")
-            .await;
+        refused_sign_in(b, "ada", "wrong-password").await;
         // Announced to screen readers, tied to the field, and the cursor is back in it.
         let error = b.find("#signin-error").await;
         assert_eq!(error.attr("role").await.unwrap().as_deref(), Some("alert"));
@@ -135,13 +137,7 @@ async fn a_wrong_password_shows_an_error_next_to_the_form() {
         );
         assert_eq!(b.stored_token().await, None);
         // An unknown user reads the same.
-        b.type_into("#signin-login", "nobody").await;
-        b.type_into("#signin-password", "secret1").await;
-        b.js("document.getElementById('signin-error').textContent = ''")
-            .await;
-        b.click("#signin-submit").await;
-        b.wait_text("#signin-error", "Wrong username, email or password.")
-            .await;
+        refused_sign_in(b, "nobody", "secret1").await;
     })
     .await;
     app.stop().await;
@@ -392,11 +388,7 @@ async fn too_many_attempts_is_explained_with_the_wait() {
     app.create_user("ada", "ada@example.com", "secret1").await;
     with_browser("too_many_attempts", &app, Options::default(), async |b| {
         b.open_page("/").await;
-        b.type_into("#signin-login", "ada").await;
-        b.type_into("#signin-password", "wrong-password").await;
-        b.click("#signin-submit").await;
-        b.wait_text("#signin-error", "Wrong username, email or password.")
-            .await;
+        refused_sign_in(b, "ada", "wrong-password").await;
         b.type_into("#signin-password", "secret1").await;
         b.click("#signin-submit").await;
         // The limit's window is 15 minutes; Retry-After says how long is left.
