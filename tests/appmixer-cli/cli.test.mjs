@@ -67,10 +67,16 @@ async function login(me, user) {
   assert.match(out, /Login successful/);
 }
 
-test('login by email stores the token and user the server issued', async () => {
-  const ada = await newUser('ada');
+/** A new user, and a CLI user of their own signed in as them. */
+async function signedIn(name) {
+  const user = await newUser(name);
   const me = cliUser();
-  await login(me, ada);
+  await login(me, user);
+  return { me, user };
+}
+
+test('login by email stores the token and user the server issued', async () => {
+  const { me } = await signedIn('ada');
 
   const { token, user } = me.stored();
   assert.equal(user.email, 'ada@example.com');
@@ -82,9 +88,7 @@ test('login by email stores the token and user the server issued', async () => {
 });
 
 test('a second login checks the stored token with GET /user', async () => {
-  const bob = await newUser('bob');
-  const me = cliUser();
-  await login(me, bob);
+  const { me, user: bob } = await signedIn('bob');
   const again = await me.run(['login', bob.email]);
   assert.equal(again.code, 0, again.out);
   assert.match(again.out, /Already logged in as bob@example\.com/);
@@ -102,9 +106,7 @@ test('a wrong password and an unknown user fail alike', async () => {
 });
 
 test('a token signed with another key reads as "logged in against a different URL"', async () => {
-  const di = await newUser('di');
-  const me = cliUser();
-  await login(me, di);
+  const { me } = await signedIn('di');
   me.store((c) => ({ ...c, token: c.token.slice(0, -4) + (c.token.endsWith('AAAA') ? 'BBBB' : 'AAAA') }));
   const { code, out } = await me.run(['component', 'ls']);
   assert.equal(code, 1);
@@ -112,9 +114,7 @@ test('a token signed with another key reads as "logged in against a different UR
 });
 
 test('expired and not-yet-valid tokens ask to log in again, and login mends them', async () => {
-  const ed = await newUser('ed');
-  const me = cliUser();
-  await login(me, ed);
+  const { me, user: ed } = await signedIn('ed');
   const now = Math.floor(Date.now() / 1000);
   try {
     // 31 days on: the token has expired. Then back to an hour ago: the token issued in between
@@ -135,9 +135,7 @@ test('expired and not-yet-valid tokens ask to log in again, and login mends them
 });
 
 test('a deleted user reads as "User not found at" the server', async () => {
-  const flo = await newUser('flo');
-  const me = cliUser();
-  await login(me, flo);
+  const { me } = await signedIn('flo');
   // The fixture reset removes every user the settings do not declare.
   assert.equal((await post(`${server.url}/_fixtures/reset`, {})).status, 200);
   const { code, out } = await me.run(['component', 'ls']);
