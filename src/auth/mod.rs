@@ -3,4 +3,5 @@
 pub mod extractor;
 pub mod limiter;
 pub mod password;
+pub mod sign_in;
 pub mod token;

@@ -61,17 +61,21 @@ impl PasswordHasher {
     /// Checks a password against a stored hash, or against the dummy hash when there is none.
     /// Returns false for an unknown user, a wrong password or an unreadable stored hash.
     pub async fn verify(&self, password: Password, hash: Option<String>) -> Result<bool, ApiError> {
-        Ok(self.verify_first(password, vec![hash]).await?.is_some())
+        Ok(self
+            .verify_each(password, vec![hash])
+            .await?
+            .first()
+            .is_some_and(|&ok| ok))
     }
 
     /// Checks a password against each of `hashes` in turn, the dummy hash standing in for a
-    /// missing one, and answers the index of the first that matches. Every one is checked,
-    /// whatever the earlier ones gave, so the time depends only on how many there are.
-    pub async fn verify_first(
+    /// missing one, and answers which matched. Every one is checked, whatever the earlier
+    /// ones gave, so the time depends only on how many there are.
+    pub async fn verify_each(
         &self,
         password: Password,
         hashes: Vec<Option<String>>,
-    ) -> Result<Option<usize>, ApiError> {
+    ) -> Result<Vec<bool>, ApiError> {
         self.verifications
             .fetch_add(hashes.len(), Ordering::Relaxed);
         let dummy = self.dummy_hash.clone();
@@ -92,7 +96,7 @@ impl PasswordHasher {
                     .collect::<Vec<bool>>()
             })
             .await?;
-        Ok(results.iter().position(|&ok| ok))
+        Ok(results)
     }
 
     /// How many verifications have run (the timing-equality tests count them).

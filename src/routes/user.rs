@@ -5,15 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::auth::extractor::{AuthUser, INSUFFICIENT_SCOPE, MISSING_AUTH, MaybeAuthUser};
+use crate::auth::sign_in;
 use crate::body::JsonObject;
 use crate::db::{self, users};
 use crate::domain::{Email, Password, UserId, Username, optional_str, required_str};
 use crate::error::ApiError;
 use crate::routes::{json_bytes, json_ok};
 use crate::startup::AppState;
-
-/// One answer for unknown users and wrong passwords alike, so neither can be told apart.
-pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
 
 /// `POST /user/auth`: `password` and `username` or `email` → `{user, token}`.
 pub async fn sign_in(
@@ -30,86 +28,40 @@ pub async fn sign_in(
         });
     }
     let password = Password::parse_existing("password", required_str(&body, "password")?)?;
-    // Each field given is a name of its own for the limit (a username and an email are counted
-    // apart even when they are the same text, so a success through one never resets the
-    // other), and a locked name is refused before any bcrypt work, whatever else is named. The
-    // address is charged a guess per distinct text: a sign-in page that sends what a person
-    // typed as both makes one guess.
-    let names: Vec<String> = username
-        .iter()
-        .map(|u| format!("u:{u}"))
-        .chain(email.iter().map(|e| format!("e:{e}")))
-        .collect();
-    let guesses = match (&username, &email) {
-        (Some(u), Some(e)) if u != e => 2,
-        _ => 1,
+    let credentials = sign_in::Credentials {
+        username,
+        email,
+        password,
     };
-    let attempt = state
-        .limiter
-        .begin(
-            &names.iter().map(String::as_str).collect::<Vec<_>>(),
-            guesses,
-            crate::net::client_ip(&req, &state.trusted_proxies),
-        )
-        .map_err(|retry_after| {
-            state.count_sign_in("rate_limited");
-            ApiError::TooManyRequests { retry_after }
-        })?;
-
-    // Each field names a candidate: the user with that username, the user with that email.
-    // The password is checked against every candidate (a dummy hash standing in for a missing
-    // one), so the work depends only on how many fields were given; the first that matches,
-    // username before email, signs in (decided; the engine's rule is not public). Checking the
-    // email's user even when the username exists means nobody can shut a person out by taking
-    // their email address as a username.
-    let mut candidates = db::run(&state.pool, move |conn| {
-        let mut found = Vec::with_capacity(2);
-        if let Some(u) = &username {
-            found.push(users::find_by_username(conn, u)?);
-        }
-        if let Some(e) = &email {
-            found.push(users::find_by_email(conn, e)?);
-        }
-        Ok(found)
-    })
-    .await?;
-    let hashes = candidates
-        .iter()
-        .map(|c| c.as_ref().map(|u| u.password_hash.0.clone()))
-        .collect();
-    let signed_in = state
-        .hasher
-        .verify_first(password, hashes)
-        .await?
-        .and_then(|i| Some((candidates.get_mut(i)?.take()?, i)));
-    let Some((user, i)) = signed_in else {
-        state.count_sign_in("failure");
-        return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
-    };
-    state.limiter.succeeded(attempt, &names[i]);
-    state.count_sign_in("success");
-    let token = state
-        .tokens
-        .issue(user.id.as_str(), &user.scope)
-        .map_err(ApiError::internal)?;
+    let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    let (user, token) = sign_in::sign_in(&state, credentials, address).await?;
     json_ok(&json!({ "user": user.public(), "token": token }))
 }
 
 /// `POST /user`: `username`, `email`, `password`, optional `metadata` → `{token, user}`.
 pub async fn create(
     state: web::Data<AppState>,
+    req: HttpRequest,
     MaybeAuthUser(caller): MaybeAuthUser,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let needed = &state.settings.tenant.api_user_create_scope;
     if !needed.is_empty() {
-        match &caller {
-            None => return Err(ApiError::Unauthorized(MISSING_AUTH.into())),
-            Some(c) if !c.has_any_scope(needed) => {
-                return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
-            }
-            Some(_) => {}
+        let Some(caller) = caller else {
+            return Err(ApiError::Unauthorized(MISSING_AUTH.into()));
+        };
+        // The stored user's scope, not the token's: a demoted or deleted caller loses the
+        // right at once, as on the admin routes.
+        let stored = users::load(&state.pool, caller.id).await?;
+        if !stored.scope.iter().any(|s| needed.contains(s)) {
+            return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
         }
+    }
+    // "Username already taken" tells a client something: such answers count against its
+    // address like failed sign-ins, so names cannot be harvested at thousands a second.
+    let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    if let Some(retry_after) = state.limiter.address_locked(address) {
+        return Err(ApiError::TooManyRequests { retry_after });
     }
     let username = Username::parse(required_str(&body, "username")?)?;
     let email = Email::parse(required_str(&body, "email")?)?;
@@ -132,6 +84,7 @@ pub async fn create(
     })
     .await?
     {
+        state.limiter.charge_address(address);
         return Err(conflict);
     }
     let hash = state.hasher.hash(password).await?;
@@ -149,7 +102,12 @@ pub async fn create(
         users::insert(conn, &user)?;
         Ok(user)
     })
-    .await?;
+    .await
+    .inspect_err(|e| {
+        if matches!(e, ApiError::Conflict(_)) {
+            state.limiter.charge_address(address);
+        }
+    })?;
     let token = state
         .tokens
         .issue(user.id.as_str(), &user.scope)
