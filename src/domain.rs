@@ -42,11 +42,26 @@ pub fn required_str<'a>(body: &'a Object, field: &str) -> Result<&'a str, ApiErr
         .ok_or_else(|| ApiError::field(field, format!("\"{field}\" is required")))
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim() != value {
+/// Code points that show nothing, or change the direction or the lines of the text around
+/// them: zero-width spaces and joiners, the byte-order mark, bidi embeddings, overrides and
+/// isolates, the line and paragraph separators, variation selectors, Hangul fillers, tags.
+/// In a name they make look-alikes of another account (`root` and `ro\u{200B}ot`).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Any stored text (scope entries, plan, vendor): not blank, and nothing that would rewrite
+/// an operator's terminal or hide in a listing (control, invisible, bidi characters).
+pub fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
         return Err(ApiError::field(
             field,
-            format!("\"{field}\" must not have leading or trailing whitespace"),
+            format!("\"{field}\" is not allowed to be empty"),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -55,6 +70,17 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
             format!("\"{field}\" must not contain control characters"),
         ));
     }
+    if value.chars().any(is_invisible) {
+        return Err(ApiError::field(
+            field,
+            format!("\"{field}\" must not contain invisible or direction-changing characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A name longer than any stored one can be (a sign-in that names it can match nobody).
+pub fn check_name_length(field: &str, value: &str) -> Result<(), ApiError> {
     if value.chars().count() > NAME_MAX_CHARS {
         return Err(ApiError::field(
             field,
@@ -63,6 +89,28 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim() != value {
+        return Err(ApiError::field(
+            field,
+            format!("\"{field}\" must not have leading or trailing whitespace"),
+        ));
+    }
+    check_label(field, value)?;
+    // Compatibility forms (full-width `ｒｏｏｔ`, ligatures, superscripts) look like the plain
+    // letters: refused rather than silently rewritten, since names are matched exactly.
+    if !unicode_normalization::is_nfkc(value) {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "\"{field}\" must be in Unicode NFKC form (no full-width or other compatibility characters)"
+            ),
+        ));
+    }
+    check_name_length(field, value)?;
     Ok(())
 }
 
@@ -102,6 +150,11 @@ impl Email {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// What emails are compared by: the address in lower case, so `ROOT@example.com` is the
+    /// account of `root@example.com` (stored as first given).
+    pub fn key_of(email: &str) -> String {
+        email.to_lowercase()
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::db::users::{self, PasswordHash, User};
-use crate::domain::{Email, Password, UserId, Username};
+use crate::domain::{Email, Password, UserId, Username, check_label};
 use crate::error::ApiError;
 use crate::settings::Secret;
 
@@ -105,13 +105,14 @@ impl FixtureUser {
                 }
             }
         }
-        if let Some(scope) = &self.scope
-            && scope.iter().any(|s| s.trim().is_empty())
-        {
-            return Err("scope: entries must be non-empty strings".into());
+        for s in self.scope.iter().flatten() {
+            check_label("scope", s).map_err(|e| format!("scope: {}", reason(e)))?;
         }
-        if self.plan.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            return Err("plan: must not be empty".into());
+        if let Some(p) = &self.plan {
+            check_label("plan", p).map_err(|e| format!("plan: {}", reason(e)))?;
+        }
+        if let Some(v) = &self.vendor {
+            check_label("vendor", v).map_err(|e| format!("vendor: {}", reason(e)))?;
         }
         if self.metadata.as_ref().is_some_and(|m| !m.is_object()) {
             return Err("metadata: must be a table (object)".into());
@@ -136,7 +137,7 @@ pub fn validate(fixtures: &[FixtureUser]) -> Result<(), String> {
         if !names.insert(f.username.as_str()) {
             return Err(format!("{}: username: declared twice", at()));
         }
-        if !emails.insert(f.email.as_str()) {
+        if !emails.insert(Email::key_of(&f.email)) {
             return Err(format!("{}: email: declared twice", at()));
         }
     }

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod config;
 pub mod health;
+pub mod secret;
 pub mod token;
 pub mod transfer;
 pub mod users;
@@ -191,6 +192,12 @@ pub fn format_time(ms: i64) -> String {
 
 /// Writes rows as columns separated by two spaces, the first row being the header.
 pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
+    // Stored text is untrusted: what an older database or another tool put there could move
+    // the cursor or forge lines in the operator's terminal.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shown(c)).collect())
+        .collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -201,7 +208,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> 
                 .unwrap_or(0)
         })
         .collect();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             if c + 1 == row.len() {
@@ -215,6 +222,23 @@ pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> 
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Untrusted text made safe to print: control, invisible and direction-changing characters
+/// are written as `\u{…}` escapes (and a backslash as `\\`), everything else as it is.
+pub fn shown(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || crate::domain::is_invisible(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Writes a file readable only by its owner, atomically: a temporary file beside it is
@@ -263,6 +287,15 @@ pub fn temp_beside(path: &std::path::Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_text_is_shown_with_its_controls_escaped() {
+        assert_eq!(shown("plain ünïcode"), "plain ünïcode");
+        assert_eq!(shown("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(shown("x\ny"), "x\\u{a}y");
+        assert_eq!(shown("\u{202e}rev"), "\\u{202e}rev");
+        assert_eq!(shown("back\\slash"), "back\\\\slash");
+    }
 
     #[test]
     fn times_print_as_utc_dates() {

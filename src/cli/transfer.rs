@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::{CliError, CliResult};
 use crate::db::users::{self, PasswordHash, User};
-use crate::domain::{Email, UserId, Username};
+use crate::domain::{Email, UserId, Username, check_label};
 use crate::fixtures::is_bcrypt_hash;
 use crate::settings::Settings;
 
@@ -212,7 +212,7 @@ pub fn parse_document(bytes: &[u8], now: i64) -> Result<Vec<User>, String> {
         if let Some(j) = names.insert(user.username.clone(), i) {
             return Err(format!("{}: username: also used by users[{j}]", at()));
         }
-        if let Some(j) = emails.insert(user.email.clone(), i) {
+        if let Some(j) = emails.insert(Email::key_of(&user.email), i) {
             return Err(format!("{}: email: also used by users[{j}]", at()));
         }
         out.push(user);
@@ -281,17 +281,20 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Ok(s),
+                Value::String(s) => check_label("scope", &s)
+                    .map(|()| s)
+                    .map_err(|e| format!("scope: {e}")),
                 _ => Err("scope: must be an array of non-empty strings".to_owned()),
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("scope: must be an array of strings".into()),
     };
     let plan = string(o, "plan")?.unwrap_or_else(|| users::DEFAULT_PLAN.into());
-    if plan.trim().is_empty() {
-        return Err("plan: must not be empty".into());
-    }
+    check_label("plan", &plan).map_err(|e| format!("plan: {e}"))?;
     let vendor = string(o, "vendor")?;
+    if let Some(v) = &vendor {
+        check_label("vendor", v).map_err(|e| format!("vendor: {e}"))?;
+    }
     let metadata = match o.remove("metadata") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v,
@@ -333,12 +336,13 @@ fn write_records(
         )?;
         let mut insert = tx.prepare(
             "INSERT INTO users (id, username, email, password_hash, is_active, scope, plan,
-                                vendor, metadata, created, mtime)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                vendor, metadata, created, mtime, email_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         let mut update = tx.prepare(
             "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
-                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11
+                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
+                 email_key = ?12
              WHERE id = ?1",
         )?;
         for (i, u) in records.iter().enumerate() {
@@ -379,6 +383,7 @@ fn write_records(
                 metadata,
                 u.created,
                 u.mtime,
+                Email::key_of(&u.email),
             ];
             match stored {
                 None => {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{CliError, CliResult, confirm, find_user, format_time, password_or_stdin, write_table};
 use crate::db::users::{self, Filter, ListQuery, SORT_FIELDS, User};
-use crate::domain::{Email, Password, UserId, Username};
+use crate::domain::{Email, Password, UserId, Username, check_label};
 use crate::fixtures;
 use crate::settings::Settings;
 
@@ -149,12 +149,13 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
         None => UserId::generate(),
     };
     let scope = a.scope.unwrap_or_else(users::default_scope);
-    if scope.iter().any(|s| s.trim().is_empty()) {
-        return Err(CliError::usage("--scope: entries must not be empty"));
+    for s in &scope {
+        check_label("scope", s).map_err(arg_err("--scope"))?;
     }
     let plan = a.plan.unwrap_or_else(|| users::DEFAULT_PLAN.into());
-    if plan.trim().is_empty() {
-        return Err(CliError::usage("--plan: must not be empty"));
+    check_label("plan", &plan).map_err(arg_err("--plan"))?;
+    if let Some(v) = &a.vendor {
+        check_label("vendor", v).map_err(arg_err("--vendor"))?;
     }
     let metadata = match &a.metadata {
         None => json!({}),
@@ -352,7 +353,12 @@ fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) ->
             user.id
         )));
     }
-    writeln!(out, "password set for {} ({})", user.username, user.id)?;
+    writeln!(
+        out,
+        "password set for {} ({})",
+        super::shown(&user.username),
+        user.id
+    )?;
     Ok(())
 }
 
@@ -366,7 +372,12 @@ fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult 
             user.id
         )));
     }
-    writeln!(out, "deleted {} ({})", user.username, user.id)?;
+    writeln!(
+        out,
+        "deleted {} ({})",
+        super::shown(&user.username),
+        user.id
+    )?;
     Ok(())
 }
 

@@ -18,8 +18,16 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 /// How long a writer waits for another writer (the server, or the CLI on the same file).
 pub const BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// One step of the schema: SQL, or Rust where a value has to be computed for each row.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// Each entry moves the schema one version up; `PRAGMA user_version` records how far it went.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(
+        r#"
     CREATE TABLE users (
         id            TEXT PRIMARY KEY NOT NULL,
         username      TEXT NOT NULL UNIQUE,
@@ -38,7 +46,38 @@ const MIGRATIONS: &[&str] = &[r#"
         key   TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     ) STRICT;
-"#];
+"#,
+    ),
+    // Emails are unique without regard to case: `email_key` is the address in lower case
+    // (Unicode's rules, computed here, not by SQLite's ASCII-only `lower`).
+    Migration::Rust(add_email_keys),
+];
+
+/// Fills `email_key` for existing users and makes it unique. Where an older database holds
+/// addresses that differ only in case, the first created keeps the plain key and the others
+/// get one marked with their id: nothing is lost, they stay reachable by id and username, and
+/// the log names them so the operator can change their emails.
+fn add_email_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("ALTER TABLE users ADD COLUMN email_key TEXT NOT NULL DEFAULT ''")?;
+    let rows: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, email FROM users ORDER BY created, id")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut update = tx.prepare("UPDATE users SET email_key = ?2 WHERE id = ?1")?;
+    for (id, email) in rows {
+        let mut key = crate::domain::Email::key_of(&email);
+        if !seen.insert(key.clone()) {
+            log::warn!(
+                "user {id}: its email differs only in case from an earlier user's; sign-in by email finds the earlier one (change this user's email to fix it)"
+            );
+            key = format!("{key}#{id}");
+        }
+        update.execute([&id, &key])?;
+    }
+    tx.execute_batch("CREATE UNIQUE INDEX users_email_key ON users (email_key)")
+}
 
 /// Settings every pooled connection gets. `synchronous = FULL` makes each commit durable
 /// before the request is answered: a success survives `kill -9` and power loss alike.
@@ -65,6 +104,7 @@ pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     } else {
         let path = Path::new(&settings.path);
         create_private(path)?;
+        tighten_mode(path);
         let manager = SqliteConnectionManager::file(path).with_init(tune);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -85,6 +125,36 @@ pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     };
     migrate(&mut *pool.get()?)?;
     Ok(pool)
+}
+
+/// An existing database file (and its -wal and -shm) that others may read holds every
+/// password hash and, unless set elsewhere, the token secret: made owner-only, with a warning.
+fn tighten_mode(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = Path::new(&file);
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => log::warn!(
+                        "database file {} had mode {mode:o}; set to 600 (it holds password hashes)",
+                        file.display()
+                    ),
+                    Err(e) => log::warn!(
+                        "database file {} has mode {mode:o} (others can read password hashes) and cannot be changed: {e}",
+                        file.display()
+                    ),
+                }
+            }
+        }
+    }
 }
 
 /// Creates the database file readable only by its owner; SQLite gives its -wal and -shm
@@ -125,10 +195,13 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
                 MIGRATIONS.len()
             );
         }
-        let Some(sql) = MIGRATIONS.get(version) else {
+        let Some(step) = MIGRATIONS.get(version) else {
             return Ok(());
         };
-        tx.execute_batch(sql)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Rust(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", version + 1);
@@ -138,8 +211,7 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 /// The token secret kept in the database: generated once (32 random bytes, hex) and reused, so
 /// tokens survive restarts.
 pub fn stored_jwt_secret(conn: &Connection) -> anyhow::Result<String> {
-    let fresh: [u8; 32] = rand::random();
-    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    let fresh = crate::secret::fresh();
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('jwt_secret', ?1)",
         [&fresh],
@@ -220,5 +292,46 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_database_that_others_can_read_is_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("open.db");
+        std::fs::write(&path, b"").expect("file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let settings = DatabaseSettings {
+            path: path.to_string_lossy().into_owned(),
+            pool_size: 1,
+        };
+        open(&settings).expect("open");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_email_key_migration_keeps_case_variant_duplicates_apart() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        // Version 1 only, with two emails that differ only in case.
+        let tx = conn.transaction().expect("tx");
+        if let Migration::Sql(sql) = &MIGRATIONS[0] {
+            tx.execute_batch(sql).expect("v1");
+        }
+        tx.pragma_update(None, "user_version", 1).expect("version");
+        tx.execute_batch(
+            "INSERT INTO users (id, username, email, password_hash, created, mtime) VALUES
+               ('5c88c7cc04a917256c726c3d', 'a', 'Ann@example.com', 'x', 1, 1),
+               ('5c88c7cc04a917256c726c3e', 'b', 'ann@example.com', 'x', 2, 2);",
+        )
+        .expect("rows");
+        tx.commit().expect("commit");
+        migrate(&mut conn).expect("migrate");
+        let first = users::find_by_email(&conn, "ANN@example.com")
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(first.username, "a", "the first created keeps the address");
+        assert!(users::find_by_username(&conn, "b").expect("b").is_some());
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::UserId;
+use crate::domain::{Email, UserId};
 use crate::error::ApiError;
 
 /// A stored bcrypt hash. `Debug` never shows it.
@@ -152,8 +152,9 @@ pub fn conflict_or_internal(e: rusqlite::Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`).
-fn values(user: &User) -> Result<[rusqlite::types::Value; 11], ApiError> {
+/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`), then the
+/// email's key (`?12`).
+fn values(user: &User) -> Result<[rusqlite::types::Value; 12], ApiError> {
     use rusqlite::types::Value as V;
     let scope = serde_json::to_string(&user.scope).map_err(ApiError::internal)?;
     let metadata = serde_json::to_string(&user.metadata).map_err(ApiError::internal)?;
@@ -169,13 +170,15 @@ fn values(user: &User) -> Result<[rusqlite::types::Value; 11], ApiError> {
         V::Text(metadata),
         V::Integer(user.created),
         V::Integer(user.mtime),
+        V::Text(Email::key_of(&user.email)),
     ])
 }
 
 pub fn insert(conn: &Connection, user: &User) -> Result<(), ApiError> {
     conn.execute(
         &format!(
-            "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO users ({COLUMNS}, email_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         rusqlite::params_from_iter(values(user)?),
     )
@@ -225,8 +228,9 @@ pub fn find_by_username(conn: &Connection, username: &str) -> Result<Option<User
     find_one(conn, "username", username)
 }
 
+/// The user with this email, compared without regard to case.
 pub fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User>, ApiError> {
-    find_one(conn, "email", email)
+    find_one(conn, "email_key", &Email::key_of(email))
 }
 
 /// Which of username and email are already taken (checked before paying for a bcrypt hash;
@@ -322,7 +326,7 @@ fn where_clause(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
             Filter::Vendor(s) => ("vendor = ?N", V::Text(s.clone())),
             Filter::IsActive(b) => ("is_active = ?N", V::Integer(i64::from(*b))),
             Filter::Username(s) => ("username = ?N", V::Text(s.clone())),
-            Filter::Email(s) => ("email = ?N", V::Text(s.clone())),
+            Filter::Email(s) => ("email_key = ?N", V::Text(Email::key_of(s))),
         };
         args.push(arg);
         parts.push(sql.replace("?N", &format!("?{}", args.len())));
@@ -379,7 +383,8 @@ pub fn replace(conn: &Connection, user: &User) -> Result<bool, ApiError> {
     let n = conn
         .execute(
             "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
-                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11
+                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
+                 email_key = ?12
              WHERE id = ?1",
             rusqlite::params_from_iter(values(user)?),
         )

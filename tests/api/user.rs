@@ -164,7 +164,7 @@ async fn sign_in_returns_403_for_unknown_user_and_wrong_password_alike() {
 }
 
 #[tokio::test]
-async fn sign_in_matches_username_and_email_exactly() {
+async fn sign_in_matches_usernames_exactly_and_emails_without_regard_to_case() {
     let app = spawn_app().await;
     app.create_user("Carol", "carol@example.com", "secret-1")
         .await;
@@ -173,9 +173,9 @@ async fn sign_in_matches_username_and_email_exactly() {
         .await;
     boom(res, 403).await;
     let res = app
-        .sign_in(&json!({"email": "CAROL@example.com", "password": "secret-1"}))
+        .sign_in(&json!({"email": "CAROL@Example.com", "password": "secret-1"}))
         .await;
-    boom(res, 403).await;
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
@@ -358,44 +358,94 @@ async fn the_database_file_is_readable_only_by_its_owner() {
 
 #[tokio::test]
 async fn creation_needs_a_scoped_token_when_the_tenant_says_so() {
-    let app = spawn_with(|s| s.tenant.api_user_create_scope = vec!["admin".into()]).await;
+    let app = spawn_with(|s| {
+        s.tenant.api_user_create_scope = vec!["admin".into()];
+        s.users = vec![crate::admin::admin_fixture()];
+    })
+    .await;
     let body = json!({"username": "m1", "email": "m1@example.com", "password": "secret-1"});
     let res = app.post_json("/user", &body).await;
     assert_eq!(boom(res, 401).await["message"], "Missing authentication");
 
+    let create = |token: String| {
+        app.client
+            .post(format!("{}/user", app.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    // A plain user's token: no scope for it.
     let user_token = app
         .state
         .tokens
-        .issue(
-            appmixer_auth::domain::UserId::generate().as_str(),
-            &["user".into()],
-        )
+        .issue(crate::admin::ADMIN_ID, &["user".into()])
         .unwrap();
-    let res = app
-        .client
-        .post(format!("{}/user", app.url))
-        .bearer_auth(&user_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(boom(res, 403).await["message"], "Insufficient scope");
+    let res = create(user_token).await.unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the stored user is an admin, whatever the token says"
+    );
 
-    let admin_token = app
-        .state
-        .tokens
-        .issue(
-            appmixer_auth::domain::UserId::generate().as_str(),
-            &["admin".into()],
-        )
-        .unwrap();
+    let root = app
+        .sign_in(&json!({"username": "root", "password": "root-password"}))
+        .await;
+    let root: Value = root.json().await.unwrap();
+    let admin_token = root["token"].as_str().unwrap().to_owned();
+    let body2 = json!({"username": "m2", "email": "m2@example.com", "password": "secret-1"});
     let res = app
         .client
         .post(format!("{}/user", app.url))
         .bearer_auth(&admin_token)
-        .json(&body)
+        .json(&body2)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_demoted_or_deleted_creator_loses_the_right_at_once_whatever_its_token_says() {
+    // The review's finding: a demoted, then deleted admin kept creating users with its old
+    // token for up to 30 days. The stored user's scope decides, as on the admin routes.
+    let app = spawn_with(|s| {
+        s.tenant.api_user_create_scope = vec!["admin".into()];
+        s.users = vec![crate::admin::admin_fixture()];
+    })
+    .await;
+    let root = app
+        .sign_in(&json!({"username": "root", "password": "root-password"}))
+        .await;
+    let root: Value = root.json().await.unwrap();
+    let token = root["token"].as_str().unwrap().to_owned();
+    let create = |name: &str| {
+        app.client
+            .post(format!("{}/user", app.url))
+            .bearer_auth(&token)
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": "secret-1"}))
+            .send()
+    };
+    assert_eq!(create("d1").await.unwrap().status(), 200);
+    // Demote root (its token still says admin).
+    let res = app
+        .client
+        .put(format!("{}/users/{}", app.url, crate::admin::ADMIN_ID))
+        .bearer_auth(&token)
+        .json(&json!({"scope": ["user"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        boom(create("d2").await.unwrap(), 403).await["message"],
+        "Insufficient scope"
+    );
+    // Deleted: the token names nobody.
+    let id = appmixer_auth::domain::UserId::parse(crate::admin::ADMIN_ID).unwrap();
+    appmixer_auth::db::run(&app.state.pool, move |conn| {
+        appmixer_auth::db::users::delete(conn, &id)
+    })
+    .await
+    .unwrap();
+    assert_eq!(create("d3").await.unwrap().status(), 404);
 }
