@@ -22,12 +22,103 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// bytes of the route's limit (12 s for the 64 KiB JSON routes).
 const SLOWEST_BYTES_PER_SEC: usize = 32 * 1024;
 
-/// Reads the whole body, decompressed as its `Content-Encoding` says: at most `limit` bytes
-/// (413 beyond, checked against `Content-Length` first), with no pause over [`BODY_TIMEOUT`]
-/// and not slower on the whole than [`SLOWEST_BYTES_PER_SEC`] (408).
+/// Where inflated bytes go: a buffer that refuses to grow past the limit. A decoder writing
+/// into it stops at the first byte too many, so a gzip bomb costs at most `limit` bytes of
+/// memory (plus the decoder's own fixed window), never the inflated size of a network chunk.
+struct Bounded {
+    body: web::BytesMut,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.body.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other(TooLarge));
+        }
+        self.body.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("body over the limit")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// The body as it arrives, undone of its `Content-Encoding` on the way.
+enum Sink {
+    Plain(Bounded),
+    Gzip(flate2::write::GzDecoder<Bounded>),
+    Deflate(flate2::write::ZlibDecoder<Bounded>),
+}
+
+impl Sink {
+    fn for_request(req: &HttpRequest, limit: usize, capacity: usize) -> Result<Self, ApiError> {
+        let bounded = Bounded {
+            body: web::BytesMut::with_capacity(capacity),
+            limit,
+        };
+        let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
+            return Ok(Sink::Plain(bounded));
+        };
+        let coding = value
+            .to_str()
+            .map_err(|_| ApiError::UnsupportedMediaType)?
+            .trim()
+            .to_ascii_lowercase();
+        match coding.as_str() {
+            "" | "identity" => Ok(Sink::Plain(bounded)),
+            "gzip" | "x-gzip" => Ok(Sink::Gzip(flate2::write::GzDecoder::new(bounded))),
+            "deflate" => Ok(Sink::Deflate(flate2::write::ZlibDecoder::new(bounded))),
+            // br, zstd, chains of codings: not taken (hapi answers 415 as well).
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match self {
+            Sink::Plain(b) => b.write_all(chunk),
+            Sink::Gzip(d) => d.write_all(chunk),
+            Sink::Deflate(d) => d.write_all(chunk),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<web::BytesMut> {
+        Ok(match self {
+            Sink::Plain(b) => b.body,
+            Sink::Gzip(d) => d.finish()?.body,
+            Sink::Deflate(d) => d.finish()?.body,
+        })
+    }
+}
+
+/// Why a write into the sink failed: over the limit (413), or a broken encoding (400).
+fn sink_error(e: std::io::Error, limit: usize) -> ApiError {
+    if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
+        ApiError::PayloadTooLarge(limit)
+    } else {
+        log::debug!("request body: {e}");
+        ApiError::BadRequest("Invalid request payload".into())
+    }
+}
+
+/// Reads the whole body, decompressed as its `Content-Encoding` says (gzip, deflate or none):
+/// at most `limit` bytes after decompression (413 beyond, checked against `Content-Length`
+/// first), with no pause over [`BODY_TIMEOUT`] and not slower on the whole than
+/// [`SLOWEST_BYTES_PER_SEC`] (408).
 pub async fn read_body(
     req: &HttpRequest,
-    payload: Payload,
+    mut payload: Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
     let declared = req
@@ -38,9 +129,8 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut payload = actix_web::dev::Decompress::from_headers(payload, req.headers());
+    let mut sink = Sink::for_request(req, limit, declared.unwrap_or(0).min(MAX_BODY_BYTES))?;
     let read = async move {
-        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
         loop {
             let next = actix_web::rt::time::timeout(BODY_TIMEOUT, payload.next())
                 .await
@@ -50,12 +140,9 @@ pub async fn read_body(
                 log::debug!("request body: {e}");
                 ApiError::BadRequest("Invalid request payload".into())
             })?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
+            sink.write(&chunk).map_err(|e| sink_error(e, limit))?;
         }
-        Ok(body)
+        sink.finish().map_err(|e| sink_error(e, limit))
     };
     let whole = BODY_TIMEOUT + Duration::from_secs((limit / SLOWEST_BYTES_PER_SEC) as u64);
     actix_web::rt::time::timeout(whole, read)

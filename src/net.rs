@@ -1,8 +1,9 @@
 //! The client's address: the TCP peer, or what a trusted reverse proxy says it is.
 //!
-//! `X-Forwarded-For` and `Forwarded` are believed only from peers in
-//! `server.trusted_proxies`; from anyone else they are ignored, so a client cannot spoof its
-//! address to dodge the brute-force limit or poison the log.
+//! The one header named by `server.forwarded_header` (`X-Forwarded-For` by default) is
+//! believed only from peers in `server.trusted_proxies`; from anyone else it is ignored, and
+//! the other forwarding header is never read (proxies pass a client's own copy through), so a
+//! client cannot spoof its address to dodge the brute-force limit or poison the log.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -11,14 +12,23 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 use ipnet::IpNet;
 
-/// Addresses and ranges whose forwarding headers are believed.
+/// Addresses and ranges whose forwarding header is believed, and which header that is.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    /// `Forwarded` (RFC 7239) when true, else the `X-Forwarded-For` style list in `header`.
+    rfc7239: bool,
+    header: Option<header::HeaderName>,
+}
 
 impl TrustedProxies {
-    /// Parses `10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8` …; the error names the bad entry.
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
+    /// Parses `10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8` … and the header's name; the error
+    /// names the bad entry.
+    pub fn parse(entries: &[String], header_name: &str) -> Result<Self, String> {
+        let name = header::HeaderName::from_bytes(header_name.trim().as_bytes()).map_err(|_| {
+            format!("server.forwarded_header: `{header_name}` is not a header name")
+        })?;
+        let nets = entries
             .iter()
             .map(|e| {
                 let e = e.trim();
@@ -28,17 +38,21 @@ impl TrustedProxies {
                         format!("server.trusted_proxies: `{e}` is not an address or CIDR range")
                     })
             })
-            .collect::<Result<_, _>>()
-            .map(Self)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            nets,
+            rfc7239: name == header::FORWARDED,
+            header: Some(name),
+        })
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
         let ip = canonical(*ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 }
 
@@ -65,25 +79,26 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
-/// The hops a request claims to have passed, nearest last.
-fn forwarded_chain(req: &HttpRequest) -> Vec<IpAddr> {
+/// The hops the trusted proxies' header lists, nearest last.
+fn forwarded_chain(req: &HttpRequest, trusted: &TrustedProxies) -> Vec<IpAddr> {
     let mut chain = Vec::new();
-    for value in req.headers().get_all(header::FORWARDED) {
+    let Some(name) = &trusted.header else {
+        return chain;
+    };
+    for value in req.headers().get_all(name) {
         let Ok(text) = value.to_str() else { continue };
-        for element in text.split(',') {
-            for pair in element.split(';') {
-                if let Some((k, v)) = pair.split_once('=')
-                    && k.trim().eq_ignore_ascii_case("for")
-                    && let Some(ip) = parse_hop(v)
-                {
-                    chain.push(ip);
+        if trusted.rfc7239 {
+            for element in text.split(',') {
+                for pair in element.split(';') {
+                    if let Some((k, v)) = pair.split_once('=')
+                        && k.trim().eq_ignore_ascii_case("for")
+                        && let Some(ip) = parse_hop(v)
+                    {
+                        chain.push(ip);
+                    }
                 }
             }
-        }
-    }
-    if chain.is_empty() {
-        for value in req.headers().get_all("x-forwarded-for") {
-            let Ok(text) = value.to_str() else { continue };
+        } else {
             chain.extend(text.split(',').filter_map(parse_hop));
         }
     }
@@ -98,7 +113,7 @@ pub fn client_ip(req: &HttpRequest, trusted: &TrustedProxies) -> Option<IpAddr> 
         return Some(peer);
     }
     let mut client = peer;
-    for hop in forwarded_chain(req).into_iter().rev() {
+    for hop in forwarded_chain(req, trusted).into_iter().rev() {
         client = hop;
         if !trusted.contains(&hop) {
             break;
@@ -113,7 +128,12 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn trusted(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        trusted_with(list, "X-Forwarded-For")
+    }
+
+    fn trusted_with(list: &[&str], header: &str) -> TrustedProxies {
+        let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        TrustedProxies::parse(&list, header).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -148,7 +168,30 @@ mod tests {
     }
 
     #[test]
-    fn the_forwarded_header_is_read_too() {
+    fn a_clients_own_forwarded_header_is_not_read_when_the_proxy_writes_x_forwarded_for() {
+        // nginx appends the peer to X-Forwarded-For and passes the client's Forwarded through.
+        let req = TestRequest::default()
+            .peer_addr("127.0.0.1:4000".parse().unwrap())
+            .insert_header(("forwarded", "for=6.6.6.6"))
+            .insert_header(("x-forwarded-for", "198.51.100.7"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&req, &trusted(&["127.0.0.1"])),
+            Some(ip("198.51.100.7"))
+        );
+        // Without X-Forwarded-For, the proxy itself is the client: still not the forged one.
+        let req = TestRequest::default()
+            .peer_addr("127.0.0.1:4000".parse().unwrap())
+            .insert_header(("forwarded", "for=6.6.6.6"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&req, &trusted(&["127.0.0.1"])),
+            Some(ip("127.0.0.1"))
+        );
+    }
+
+    #[test]
+    fn the_forwarded_header_is_read_when_it_is_the_one_named() {
         let req = TestRequest::default()
             .peer_addr("127.0.0.1:4000".parse().unwrap())
             .insert_header((
@@ -157,15 +200,18 @@ mod tests {
             ))
             .to_http_request();
         assert_eq!(
-            client_ip(&req, &trusted(&["127.0.0.1"])),
+            client_ip(&req, &trusted_with(&["127.0.0.1"], "Forwarded")),
             Some(ip("2001:db8::1"))
         );
     }
 
     #[test]
     fn bad_entries_are_named() {
-        let err = TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err();
+        let err = TrustedProxies::parse(&["10.0.0.0/33".into()], "X-Forwarded-For").unwrap_err();
         assert!(err.contains("10.0.0.0/33"));
-        assert!(TrustedProxies::parse(&["::1".into(), "192.168.0.0/16".into()]).is_ok());
+        assert!(
+            TrustedProxies::parse(&["::1".into(), "192.168.0.0/16".into()], "X-Real-IP").is_ok()
+        );
+        assert!(TrustedProxies::parse(&[], "bad header").is_err());
     }
 }

@@ -77,11 +77,19 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For`
-    /// headers name the client; from anyone else those headers are ignored.
+    /// Reverse proxies (addresses or CIDR ranges) whose `forwarded_header` names the client;
+    /// from anyone else that header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies write to name the client: `X-Forwarded-For`
+    /// (nginx, HAProxy, Traefik append to it) or `Forwarded` (RFC 7239). The other is never
+    /// read: a proxy passes a client's own copy of it through unchanged. The right-most
+    /// address that is not a trusted proxy is the client.
+    pub forwarded_header: String,
     /// HTTPS: when set, the port speaks only TLS with this certificate and key.
     pub tls: Option<TlsSettings>,
+    /// With TLS on, answers carry `Strict-Transport-Security: max-age=31536000`, so browsers
+    /// keep to HTTPS. Turn off for a certificate you are only trying out.
+    pub hsts: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +108,9 @@ impl Default for ServerSettings {
             port: 2200,
             workers: 0,
             trusted_proxies: Vec::new(),
+            forwarded_header: "X-Forwarded-For".into(),
             tls: None,
+            hsts: true,
         }
     }
 }
@@ -139,6 +149,10 @@ pub struct AuthSettings {
     /// HMAC secret for HS256 tokens (its UTF-8 bytes are the key). Unset: one is generated
     /// once and kept in the database, so tokens survive restarts.
     pub jwt_secret: Option<Secret>,
+    /// A file holding the secret instead (its content, without a trailing newline), so it
+    /// stays out of the database and its backups. Created with a random secret (mode 0600)
+    /// if missing. `appmixer-auth rotate-secret` replaces it.
+    pub jwt_secret_file: Option<PathBuf>,
     /// Password hashes computed at once; 0 means one per CPU core.
     pub hash_concurrency: usize,
     /// Sign-ins and sign-ups that may wait for a hashing slot before the server answers 503.
@@ -156,6 +170,7 @@ impl Default for AuthSettings {
             token_expiration: Timespan(30 * 24 * 3600),
             bcrypt_cost: 10,
             jwt_secret: None,
+            jwt_secret_file: None,
             hash_concurrency: 0,
             hash_queue: 1024,
             max_failed_attempts: 10,
@@ -440,7 +455,13 @@ impl Settings {
                 self.tenant.version
             ));
         }
-        crate::net::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        crate::net::TrustedProxies::parse(
+            &self.server.trusted_proxies,
+            &self.server.forwarded_header,
+        )?;
+        if self.auth.jwt_secret.is_some() && self.auth.jwt_secret_file.is_some() {
+            return Err("auth.jwt_secret and auth.jwt_secret_file are both set; keep one".into());
+        }
         if let Some(listen) = &self.metrics.listen
             && listen
                 .rsplit_once(':')

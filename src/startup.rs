@@ -44,10 +44,7 @@ impl AppState {
     /// Opens the database and prepares keys and hashing; no socket yet.
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let pool = db::open(&settings.database)?;
-        let secret = match &settings.auth.jwt_secret {
-            Some(s) => s.expose().to_owned(),
-            None => db::stored_jwt_secret(&*pool.get()?)?,
-        };
+        let secret = crate::secret::resolve(&settings, &*pool.get()?)?;
         let report = fixtures::apply(
             &mut *pool.get()?,
             &settings.users,
@@ -85,8 +82,11 @@ impl AppState {
                 settings.auth.max_failed_attempts,
                 Duration::from_secs(settings.auth.lockout_window.0),
             ),
-            trusted_proxies: crate::net::TrustedProxies::parse(&settings.server.trusted_proxies)
-                .map_err(anyhow::Error::msg)?,
+            trusted_proxies: crate::net::TrustedProxies::parse(
+                &settings.server.trusted_proxies,
+                &settings.server.forwarded_header,
+            )
+            .map_err(anyhow::Error::msg)?,
             metrics: settings.metrics.enabled.then(crate::metrics::Metrics::new),
             tls: match &settings.server.tls {
                 Some(t) => Some(ReloadableCert::open(&t.cert, &t.key)?),
@@ -154,6 +154,7 @@ impl Application {
                 .wrap(cors(&data.settings))
                 .wrap(from_fn(crate::logging::log_request))
                 .wrap(from_fn(boom_everything))
+                .wrap(security_headers(&data))
         })
         // Slow or silent clients are cut off instead of holding a connection forever.
         .client_request_timeout(Duration::from_secs(10))
@@ -338,6 +339,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(users::delete_status))
             .default_service(web::to(meta::method_not_allowed("GET"))),
     );
+}
+
+/// Headers on every answer: `nosniff` (a JSON error is never run as a script or page), and
+/// HSTS when the port speaks TLS and `server.hsts` is on.
+fn security_headers(state: &AppState) -> actix_web::middleware::DefaultHeaders {
+    let headers = actix_web::middleware::DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if state.tls.is_some() && state.settings.server.hsts {
+        headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        headers
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). Either starts a graceful stop: no new connections,

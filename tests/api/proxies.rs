@@ -40,13 +40,62 @@ async fn a_trusted_proxy_names_the_client() {
         sign_in_from(&app, "203.0.113.7, 198.51.100.1", "u4").await,
         429
     );
+    // A client's own `Forwarded` header, which proxies pass through, names nobody: only the
+    // X-Forwarded-For the proxy appends to is read.
     let res = app
         .client
         .post(format!("{}/user/auth", app.url))
-        .header("forwarded", "for=198.51.100.1")
+        .header("forwarded", "for=203.0.113.99")
+        .header("x-forwarded-for", "198.51.100.1")
         .json(&json!({"username": "u5", "password": "guess-1"}))
         .send()
         .await
         .unwrap();
     boom(res, 429).await;
+}
+
+#[tokio::test]
+async fn random_forwarded_headers_from_behind_a_proxy_do_not_dodge_the_limit() {
+    // The review's bypass: 30 sign-ins, each with a fresh `Forwarded: for=`, through a proxy
+    // that writes X-Forwarded-For. All come from one client, so the limit holds.
+    let app = spawn_with(|s| {
+        s.auth.max_failed_attempts = 3;
+        s.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let res = app
+            .client
+            .post(format!("{}/user/auth", app.url))
+            .header("forwarded", format!("for=203.0.113.{i}"))
+            .header("x-forwarded-for", "198.51.100.50")
+            .json(&json!({"username": format!("n{i}"), "password": "guess-1"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [403, 403, 403, 429, 429, 429]);
+}
+
+#[tokio::test]
+async fn the_forwarded_header_is_read_when_the_settings_name_it() {
+    let app = spawn_with(|s| {
+        s.auth.max_failed_attempts = 1;
+        s.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+        s.server.forwarded_header = "Forwarded".into();
+    })
+    .await;
+    let from = |who: &'static str, name: &'static str| {
+        app.client
+            .post(format!("{}/user/auth", app.url))
+            .header("forwarded", format!("for={who}"))
+            .header("x-forwarded-for", "203.0.113.1")
+            .json(&json!({"username": name, "password": "guess-1"}))
+            .send()
+    };
+    assert_eq!(from("198.51.100.1", "a").await.unwrap().status(), 403);
+    assert_eq!(from("198.51.100.2", "b").await.unwrap().status(), 403);
+    assert_eq!(from("198.51.100.1", "c").await.unwrap().status(), 429);
 }
