@@ -178,7 +178,9 @@ impl TokenService {
             ..Default::default()
         };
         match self.key.verify_token::<UserClaims>(token, Some(options)) {
-            Ok(claims) if claims.expires_at.is_some() => Ok(claims),
+            Ok(claims) if claims.expires_at.is_some() && times_are_whole_seconds(token) => {
+                Ok(claims)
+            }
             Ok(_) => Err(TokenError::Invalid),
             // jwt-simple checks times only after the signature: these tokens are genuine.
             Err(e) => match e.downcast_ref::<JWTError>() {
@@ -190,6 +192,26 @@ impl TokenService {
             },
         }
     }
+}
+
+/// Whether the token's `exp` (and `iat`, `nbf` where given) are whole seconds that a token
+/// time can name. jwt-simple reads a float, or a number past 2^32 s, into a time that wraps or
+/// rounds; such a token from another issuer with the same secret could never expire, so it is
+/// refused. Called only after the signature checked out.
+fn times_are_whole_seconds(token: &str) -> bool {
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(bytes) = Base64UrlSafeNoPadding::decode_to_vec(payload, None) else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(claims)) = serde_json::from_slice(&bytes) else {
+        return false;
+    };
+    ["exp", "iat", "nbf"].iter().all(|k| match claims.get(*k) {
+        None => *k != "exp",
+        Some(v) => v.as_u64().is_some_and(|t| t <= LAST_TOKEN_SECOND),
+    })
 }
 
 #[cfg(test)]

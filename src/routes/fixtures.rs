@@ -1,6 +1,7 @@
 //! The fixture API for test suites (`fixtures.api = true` or `--fixture-api`): reset users,
 //! create a batch of users, move the clock. Off by default, when these routes do not exist.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -31,9 +32,84 @@ fn fixture_error(message: String) -> ApiError {
     }
 }
 
+/// Who may drive the fixture API: a test suite on this machine, never a web page. Every
+/// fixture request must
+/// - come from a loopback peer and be addressed to a loopback name (`Host`: `localhost`,
+///   `127.0.0.1`, `[::1]`), so a page that rebinds its own DNS name to 127.0.0.1 is refused;
+/// - carry no `Origin` other than a loopback one (a page on another site is refused);
+/// - when it is a POST, say `Content-Type: application/json`, which a browser cannot send
+///   across origins without a preflight (forms and `text/plain` bodies can be sent without).
+///
+/// With `fixtures.allow_remote` (a fixture server in a container, say) the address, `Host`
+/// and `Origin` checks are off; the content type is still required.
+pub fn guard(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let refuse = |why: &str| ApiError::Forbidden(format!("Fixture API: {why}").into());
+    if !state.settings.fixtures.allow_remote {
+        let peer_is_local = req.peer_addr().is_some_and(|a| {
+            let ip = a.ip();
+            ip.is_loopback()
+                || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+        });
+        if !peer_is_local {
+            return Err(refuse("only clients on this machine may call it"));
+        }
+        // The request's own Host (never X-Forwarded-Host, which anyone can write).
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        if !is_loopback_authority(&host) {
+            return Err(refuse("requests must be addressed to localhost"));
+        }
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let local = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && is_loopback_authority(rest)
+                });
+            if !local {
+                return Err(refuse("web pages of other origins may not call it"));
+            }
+        }
+    }
+    if req.method() == actix_web::http::Method::POST {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `app.localhost`, `127.0.0.1`, `[::1]`, each with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.trim_end_matches('.');
+    crate::settings::is_loopback(host)
+        || host
+            .to_ascii_lowercase()
+            .strip_suffix(".localhost")
+            .is_some_and(|sub| !sub.is_empty())
+}
+
 /// `POST /_fixtures/reset`: every user not declared in the settings file is removed, the
 /// declared ones are applied again. Answers `{"users": n}`, the users now stored.
-pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state)?;
     let st = state.clone();
     let n = db::run(&state.pool, move |conn| {
         let declared = &st.settings.users;
@@ -60,6 +136,7 @@ pub async fn batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state)?;
     let body = crate::body::read_body(&req, payload.into_inner(), BATCH_BYTES).await?;
     let list: Vec<Value> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("Expected a JSON array of users".into()))?;
@@ -97,8 +174,10 @@ const TOO_LATE: &str = "the clock cannot go past 2106-02-06 (token times end the
 /// `{"reset": true}` moves the clock used to issue and verify tokens. Answers `{"now"}`.
 pub async fn clock(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state)?;
     let clock = &state.tokens.clock;
     let real = ServerClock::real();
     match (body.get("advance"), body.get("set"), body.get("reset")) {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::auth::extractor::{AdminUser, AuthUser};
 use crate::body::JsonObject;
 use crate::db::{self, users};
-use crate::domain::{Email, Object, Password, UserId, required_str};
+use crate::domain::{Email, Object, Password, UserId, check_label, required_str};
 use crate::error::ApiError;
 use crate::routes::json_ok;
 use crate::startup::AppState;
@@ -23,6 +23,9 @@ fn bad_query(message: impl Into<String>) -> ApiError {
         field: None,
     }
 }
+
+/// The most `filter` parameters one query may give.
+pub const MAX_FILTERS: usize = 32;
 
 /// Reads `limit`, `offset`, `sort`, `pattern` and any number of `filter` parameters.
 fn list_query(req: &HttpRequest) -> Result<users::ListQuery, ApiError> {
@@ -51,7 +54,15 @@ fn list_query(req: &HttpRequest) -> Result<users::ListQuery, ApiError> {
             "sort" => q.sort = parse_sort(&value)?,
             "pattern" if !value.is_empty() => q.pattern = Some(value),
             "pattern" => {}
-            "filter" => q.filters.push(parse_filter(&value)?),
+            "filter" => {
+                // Each filter is a condition and a bound parameter; SQLite allows 999 of them.
+                if q.filters.len() >= MAX_FILTERS {
+                    return Err(bad_query(format!(
+                        "at most {MAX_FILTERS} \"filter\" parameters are allowed"
+                    )));
+                }
+                q.filters.push(parse_filter(&value)?)
+            }
             _ => {}
         }
     }
@@ -147,7 +158,7 @@ fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
                 user.scope = items
                     .iter()
                     .map(|v| match v {
-                        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                        Value::String(s) => check_label("scope", s).map(|()| s.clone()),
                         _ => Err(ApiError::field(
                             "scope",
                             "\"scope\" must be an array of non-empty strings",
@@ -155,11 +166,17 @@ fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            ("vendor", Value::String(s)) => user.vendor = Some(s.clone()),
+            ("vendor", Value::String(s)) => {
+                check_label("vendor", s)?;
+                user.vendor = Some(s.clone());
+            }
             ("vendor", Value::Null) => user.vendor = None,
             ("metadata", Value::Object(_)) => user.metadata = value.clone(),
             ("isActive", Value::Bool(b)) => user.is_active = *b,
-            ("plan", Value::String(s)) if !s.trim().is_empty() => user.plan = s.clone(),
+            ("plan", Value::String(s)) => {
+                check_label("plan", s)?;
+                user.plan = s.clone();
+            }
             ("email" | "scope" | "vendor" | "metadata" | "isActive" | "plan", _) => {
                 return Err(ApiError::field(
                     key,
@@ -268,19 +285,15 @@ pub async fn reset_password(
 /// `POST /user/change-password` (own token): `{"oldPassword", "newPassword"}`.
 pub async fn change_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: AuthUser,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let old = Password::parse_existing("oldPassword", required_str(&body, "oldPassword")?)?;
     let new = Password::parse_new("newPassword", required_str(&body, "newPassword")?)?;
     let user = users::load(&state.pool, caller.id).await?;
-    if !state
-        .hasher
-        .verify(old, Some(user.password_hash.0.clone()))
-        .await?
-    {
-        return Err(ApiError::Forbidden("Old password is incorrect".into()));
-    }
+    let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    crate::auth::sign_in::check_current_password(&state, &user, old, address).await?;
     set_password(&state, user.id, new).await
 }
 
