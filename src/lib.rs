@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod routes;
+pub mod secret;
 pub mod settings;
 pub mod startup;
 pub mod testing;

@@ -62,6 +62,8 @@ enum Command {
     Config(cli::config::ConfigArgs),
     /// Copy the live database to FILE (SQLite online backup; the server keeps serving).
     Backup(cli::backup::BackupArgs),
+    /// Replace the token secret (signs everyone out; restart the server afterwards).
+    RotateSecret(cli::secret::RotateArgs),
 }
 
 impl Global {
@@ -143,6 +145,7 @@ fn main() -> ExitCode {
         Command::Token(args) => finish(cli::token::run(&settings, args, out)),
         Command::Healthcheck => finish(cli::health::run(&settings, out)),
         Command::Backup(args) => finish(cli::backup::run(&settings, args, out)),
+        Command::RotateSecret(args) => finish(cli::secret::run(&settings, args, out)),
         Command::Config(_) => unreachable!("handled before the settings are checked"),
     }
 }

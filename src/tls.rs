@@ -54,6 +54,7 @@ impl std::fmt::Debug for ReloadableCert {
 
 impl ReloadableCert {
     pub fn open(cert: &Path, key: &Path) -> anyhow::Result<Arc<Self>> {
+        warn_if_world_readable(key);
         Ok(Arc::new(Self {
             cert: cert.to_owned(),
             key: key.to_owned(),
@@ -63,6 +64,7 @@ impl ReloadableCert {
 
     /// Reads the files again; on error the old pair stays in use and the error is returned.
     pub fn reload(&self) -> anyhow::Result<()> {
+        warn_if_world_readable(&self.key);
         let fresh = Arc::new(load(&self.cert, &self.key)?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
@@ -88,5 +90,23 @@ impl ResolvesServerCert for ReloadableCert {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         )
+    }
+}
+
+/// A private key every user of the machine can read is a key anyone there can serve as this
+/// server with: said at start-up and on every reload (the file is not ours to change).
+fn warn_if_world_readable(key: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(key)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            log::warn!(
+                "server.tls.key {} is readable by every user (mode {:o}); chmod 600 it",
+                key.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
     }
 }

@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::{CliError, CliResult, find_user};
 use crate::auth::token::TokenService;
-use crate::db;
 use crate::settings::{Settings, Timespan};
 
 #[derive(Debug, Args)]
@@ -31,10 +30,7 @@ pub fn run(settings: &Settings, a: TokenArgs, out: &mut dyn Write) -> CliResult 
     let conn = pool.get()?;
     let user = find_user(&conn, &a.user)?;
     // The server's resolution: the configured secret, else the one kept in the database.
-    let secret = match &settings.auth.jwt_secret {
-        Some(s) => s.expose().to_owned(),
-        None => db::stored_jwt_secret(&conn)?,
-    };
+    let secret = crate::secret::resolve(settings, &conn)?;
     let token = TokenService::new(secret.as_bytes(), settings.auth.token_expiration.0).issue_for(
         user.id.as_str(),
         &user.scope,
