@@ -17,6 +17,7 @@ mod openapi;
 #[path = "../support/process.rs"]
 mod process;
 mod proxies;
+mod security;
 mod tls;
 mod tokens;
 mod user;
