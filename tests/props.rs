@@ -56,6 +56,8 @@ proptest! {
         let expected = !s.is_empty()
             && s.trim() == s
             && !s.chars().any(char::is_control)
+            && !s.chars().any(appmixer_auth::domain::is_invisible)
+            && unicode_normalization::is_nfkc(&s)
             && s.chars().count() <= 254;
         match Username::parse(&s) {
             Ok(u) => {
