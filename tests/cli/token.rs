@@ -79,3 +79,44 @@ fn token_for_an_unknown_user_exits_1_and_a_bad_ttl_exits_2() {
         assert!(crate::stderr(&out).contains("--ttl"));
     }
 }
+
+#[test]
+fn rotate_secret_signs_everyone_out_once_the_server_restarts() {
+    let place = Place::new();
+    place.ok(&["users", "add", "ann@example.com", "--password", "abc321"]);
+    let old = place.ok(&["token", "ann@example.com"]).trim().to_owned();
+    // Without --yes nothing changes.
+    let out = place.run(&["rotate-secret"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::stderr(&out).contains("--yes"));
+    let said = place.ok(&["rotate-secret", "--yes"]);
+    assert!(said.contains("sign in again"), "{said}");
+    let server = place.serve(&[]);
+    let me = format!("{}/user", server.url);
+    assert_eq!(http("GET", &me, Some(&old), None).0, 401);
+    let new = place.ok(&["token", "ann@example.com"]).trim().to_owned();
+    assert_eq!(http("GET", &me, Some(&new), None).0, 200);
+}
+
+#[test]
+fn a_secret_file_keeps_the_secret_out_of_the_database() {
+    let place = Place::new();
+    place.write(
+        "appmixer.toml",
+        "[auth]\njwt_secret_file = \"jwt-secret\"\n",
+    );
+    place.ok(&["users", "add", "ann@example.com", "--password", "abc321"]);
+    let token = place.ok(&["token", "ann@example.com"]).trim().to_owned();
+    let secret = std::fs::read_to_string(place.path("jwt-secret")).unwrap();
+    let server = place.serve(&[]);
+    assert_eq!(
+        http("GET", &format!("{}/user", server.url), Some(&token), None).0,
+        200
+    );
+    drop(server);
+    place.ok(&["rotate-secret", "--yes"]);
+    assert_ne!(
+        std::fs::read_to_string(place.path("jwt-secret")).unwrap(),
+        secret
+    );
+}
