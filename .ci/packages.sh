@@ -28,19 +28,20 @@ wheel="$(packaging/build-wheel.sh | tail -n 1)"
 echo "built $wheel ($(size "$wheel")) in $((SECONDS - t)) s"
 
 t=$SECONDS
-echo "== packages: the wheel in a fresh virtualenv, examples/python against it"
+echo "== packages: the wheel in a fresh virtualenv, examples/python and its own tests against it"
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q --disable-pip-version-check "$wheel" -r examples/python/requirements.txt
 # The suite is copied out of the repository, so neither the repository's packaging/python nor
 # its target/ can stand in for what the wheel installed.
 cp -r examples/python "$tmp/python-example"
+cp -r packaging/python/tests "$tmp/python-tests"
 found="$(cd "$tmp" && "$tmp/venv/bin/python" -c 'import appmixer_auth as a; print(a.__file__); print(a.binary_path())')"
 case "$found" in
     "$tmp/venv/"*"/appmixer_auth/__init__.py"$'\n'"$tmp/venv/bin/appmixer-auth") ;;
     *) fail "the venv's appmixer_auth is not the wheel's: $found" ;;
 esac
 "$tmp/venv/bin/appmixer-auth" --version
-(cd "$tmp/python-example" && env -u APPMIXER_AUTH_BIN "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider)
+(cd "$tmp" && env -u APPMIXER_AUTH_BIN "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider python-example python-tests)
 echo "wheel tested in $((SECONDS - t)) s"
 
 # ---------------------------------------------------------------------------------------------
@@ -50,10 +51,10 @@ tgz="$(packaging/build-npm.sh | tail -n 1)"
 echo "built $tgz ($(size "$tgz")) in $((SECONDS - t)) s"
 
 t=$SECONDS
-echo "== packages: the tarball in a fresh project, examples/node against it, its types checked"
+echo "== packages: the tarball in a fresh project, examples/node and its own tests, its types"
 project="$tmp/node-project"
 mkdir -p "$project"
-cp examples/node/package.json examples/node/*.mjs "$project/"
+cp examples/node/package.json examples/node/*.mjs packaging/npm/test/*.test.mjs "$project/"
 (
     cd "$project"
     npm install --no-audit --no-fund --loglevel=error "$tgz" typescript@5
