@@ -1,48 +1,36 @@
-// Starts appmixer-auth for a test suite: a fresh in-memory server on a free port, with the
-// fixture API on. Copy this file into your own suite.
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+// appmixer-auth for this suite. With the npm package installed (`npm install appmixer-auth`),
+// startServer() is the package's: a fresh in-memory server on a free port, with the fixture API
+// on, from the binary the package ships; a suite of your own imports it from 'appmixer-auth'
+// directly. Inside this repository without the package, the package's source runs the debug
+// build, or the binary APPMIXER_AUTH_BIN names.
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** The binary: $APPMIXER_AUTH_BIN, else this repository's debug build. */
-export const binary =
-  process.env.APPMIXER_AUTH_BIN ?? path.join(here, '..', '..', 'target', 'debug', 'appmixer-auth');
+async function installedPackage() {
+  try {
+    return await import('appmixer-auth');
+  } catch (err) {
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message.includes("'appmixer-auth'")) return null;
+    throw err;
+  }
+}
+
+const installed = await installedPackage();
+const pkg = installed ?? (await import('../../packaging/npm/index.mjs'));
+
+/** The binary: the package's, else $APPMIXER_AUTH_BIN, else this repository's debug build. */
+export const binary = installed
+  ? installed.binary
+  : (process.env.APPMIXER_AUTH_BIN ?? path.join(here, '..', '..', 'target', 'debug', 'appmixer-auth'));
 
 /**
- * Starts the server and resolves to { url, stop } once it prints `listening on …`.
- * `env` adds settings, e.g. { APPMIXER_AUTH__TOKEN_EXPIRATION: '1h' }.
+ * Starts the server and resolves to { url, stop, reset } once it prints `listening on …`.
+ * `users` declares users, `env` adds settings, e.g. { APPMIXER_AUTH__TOKEN_EXPIRATION: '1h' }.
  */
-export function startServer({ env = {}, args = [] } = {}) {
-  const child = spawn(binary, ['--port', '0', '--db', ':memory:', '--fixture-api', ...args], {
-    env: {
-      ...process.env,
-      APPMIXER_AUTH__BCRYPT_COST: '4', // fast hashes: this is a test
-      APPMIXER_AUTH__MAX_FAILED_ATTEMPTS: '0', // tests fail sign-ins on purpose
-      RUST_LOG: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    const timer = setTimeout(() => reject(new Error('appmixer-auth did not start in 10 s')), 10_000);
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`appmixer-auth exited with ${code}`)));
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      const url = line.replace(/^listening on /, '');
-      const stop = () =>
-        new Promise((done) => {
-          child.removeAllListeners('exit');
-          child.once('exit', () => done());
-          child.kill('SIGTERM');
-        });
-      resolve({ url, stop });
-    });
-  });
+export function startServer(options = {}) {
+  return pkg.startServer({ binary, ...options });
 }
 
 /** POST a JSON body; resolves to { status, body }. */

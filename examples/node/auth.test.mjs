@@ -5,8 +5,11 @@ import { startServer, post, get } from './appmixer-auth.mjs';
 
 let server;
 
+// A declared user: there from the start, and back after every reset.
+const admin = { id: '64b7f0c2a1b2c3d4e5f60717', username: 'node-admin', email: 'admin@example.com', password: 'admin-pass', scope: ['user', 'admin'] };
+
 before(async () => {
-  server = await startServer();
+  server = await startServer({ users: [admin] });
 });
 
 after(async () => {
@@ -61,7 +64,22 @@ test('reset removes every user the settings file does not declare', async () => 
   await post(`${server.url}/user`, { username: 'temp', email: 'temp@example.com', password: 'temp-pass' });
   const reset = await post(`${server.url}/_fixtures/reset`, {});
   assert.equal(reset.status, 200);
-  assert.deepEqual(reset.body, { users: 0 });
+  assert.deepEqual(reset.body, { users: 1 });
   const gone = await post(`${server.url}/user/auth`, { username: 'temp', password: 'temp-pass' });
   assert.equal(gone.status, 403);
+});
+
+test('server.reset() brings back the declared user as declared and the real clock', async () => {
+  const signIn = await post(`${server.url}/user/auth`, { username: 'node-admin', password: 'admin-pass' });
+  assert.equal(signIn.status, 200);
+  assert.deepEqual(signIn.body.user.scope, ['user', 'admin']);
+  const changed = await post(`${server.url}/_fixtures/users`, [{ ...admin, password: 'changed-pass' }]);
+  assert.equal(changed.status, 200);
+  await post(`${server.url}/_fixtures/clock`, { advance: '31d' });
+
+  await server.reset();
+  const back = await post(`${server.url}/user/auth`, { username: 'node-admin', password: 'admin-pass' });
+  assert.equal(back.status, 200);
+  const clock = await post(`${server.url}/_fixtures/clock`, { advance: 0 });
+  assert.ok(Math.abs(clock.body.now - Date.now() / 1000) < 60);
 });

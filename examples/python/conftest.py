@@ -1,46 +1,46 @@
-"""A session-scoped pytest fixture that runs appmixer-auth for the whole test session.
+"""appmixer-auth for this suite: the `appmixer_auth` fixture and a small HTTP helper.
 
-Copy this file into your own suite; point APPMIXER_AUTH_BIN at the binary.
+With the appmixer-auth wheel installed (`pip install appmixer-auth`), its pytest plugin gives
+every test the `appmixer_auth` fixture by itself: the base URL of one in-memory server per test
+session, whose users go back to the declared ones before each test. All a suite of your own
+needs from this file is `appmixer_auth_users` (the declared users) and `call`.
+
+Inside this repository without the wheel, the plugin's source is loaded from packaging/python
+and run against the debug build, or the binary APPMIXER_AUTH_BIN names.
 """
+import importlib.util
 import json
 import os
 import pathlib
-import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parent
-BINARY = os.environ.get(
-    "APPMIXER_AUTH_BIN", str(HERE.parent.parent / "target" / "debug" / "appmixer-auth")
-)
+if importlib.util.find_spec("appmixer_auth") is None:
+    REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+    sys.path.insert(0, str(REPO / "packaging" / "python"))
+    from appmixer_auth.pytest_plugin import appmixer_auth, appmixer_auth_server  # noqa: F401
+
+    @pytest.fixture(scope="session")
+    def appmixer_auth_binary():
+        return os.environ.get("APPMIXER_AUTH_BIN", str(REPO / "target" / "debug" / "appmixer-auth"))
+
+
+PY_USER = {
+    "id": "64b7f0c2a1b2c3d4e5f60719",
+    "username": "py-user",
+    "email": "py@example.com",
+    "password": "py-pass",
+    "scope": ["user", "admin"],
+}
 
 
 @pytest.fixture(scope="session")
-def appmixer_url():
-    """Yields the base URL of a fresh in-memory appmixer-auth with the fixture API on."""
-    env = dict(
-        os.environ,
-        APPMIXER_AUTH__BCRYPT_COST="4",  # fast hashes: this is a test
-        APPMIXER_AUTH__MAX_FAILED_ATTEMPTS="0",  # tests fail sign-ins on purpose
-        RUST_LOG="warn",
-    )
-    proc = subprocess.Popen(
-        [BINARY, "--port", "0", "--db", ":memory:", "--fixture-api"],
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"appmixer-auth did not start: {line!r}")
-    try:
-        yield line.removeprefix("listening on ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+def appmixer_auth_users():
+    """The users every test starts with."""
+    return [PY_USER]
 
 
 def call(method, url, body=None, token=None):
