@@ -26,22 +26,38 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Global {
     /// Settings file (default ./appmixer.toml, which may be missing).
-    #[arg(long, global = true, env = "APPMIXER_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "APPMIXER_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     /// Address to listen on (server.host).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     host: Option<String>,
     /// Port to listen on; 0 picks a free one (server.port).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     port: Option<u16>,
     /// SQLite database file, or :memory: (database.path).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     db: Option<String>,
     /// Keep the database in memory, gone at exit (database.path = ":memory:").
-    #[arg(long, global = true, conflicts_with = "db")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "db"
+    )]
     ephemeral: bool,
     /// Serve the fixture API for test suites (fixtures.api = true; loopback only).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     fixture_api: bool,
 }
 
@@ -138,6 +154,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(settings.log.format, level);
+    for var in appmixer_auth::settings::unknown_env_vars() {
+        log::warn!("{var} names no setting of appmixer-auth; ignored");
+    }
     let out = &mut std::io::stdout().lock();
     match command {
         Command::Serve => serve(settings),

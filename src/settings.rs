@@ -381,7 +381,15 @@ impl Settings {
                     .map_or(key.to_ascii_lowercase(), |(_, path)| (*path).to_owned())
                     .into()
             }))
-            .merge(Env::prefixed("APPMIXER_").split("__").ignore(&["config"]));
+            .merge(
+                Env::prefixed("APPMIXER_")
+                    .split("__")
+                    .ignore(&["config"])
+                    // The environment is shared with other programs (Appmixer's own
+                    // deployments set APPMIXER_FE_URL …): a variable that names no setting is
+                    // left out here and warned about at start, not an error.
+                    .filter(|key| names_a_setting(key.as_str())),
+            );
         if let Some(host) = &overrides.host {
             fig = fig.merge(Serialized::default("server.host", host));
         }
@@ -399,9 +407,13 @@ impl Settings {
 
     /// Loads and validates the settings; the error names the offending key.
     pub fn load(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, String> {
-        let settings: Settings = Self::figment(file, overrides)?
+        let mut settings: Settings = Self::figment(file, overrides)?
             .extract()
-            .map_err(|e| format!("invalid settings: {}", describe_figment_error(e)))?;
+            .map_err(|e| format!("invalid settings: {}", describe_figment_error(e, file)))?;
+        // Naming where to serve the metrics is asking for them.
+        if settings.metrics.listen.is_some() {
+            settings.metrics.enabled = true;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -498,9 +510,78 @@ impl Settings {
     }
 }
 
-fn describe_figment_error(e: figment::Error) -> String {
-    // figment's own text already names the key and the file or variable it came from.
-    e.to_string()
+/// Whether `key` (an `APPMIXER_` variable without its prefix, `__` or `.` between levels, any
+/// case) names a setting: each level a key of the defaults, down to a value or an optional table.
+fn names_a_setting(key: &str) -> bool {
+    static DEFAULTS: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let defaults =
+        DEFAULTS.get_or_init(|| serde_json::to_value(Settings::default()).unwrap_or_default());
+    let mut at = defaults;
+    for part in key.to_ascii_lowercase().replace("__", ".").split('.') {
+        match at {
+            serde_json::Value::Object(map) => match map.get(part) {
+                Some(next) => at = next,
+                None => return false,
+            },
+            // An optional table (`server.tls`) is null by default: its keys are checked
+            // when the value is read.
+            serde_json::Value::Null => return true,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The `APPMIXER_*` variables in the environment that name no setting (start-up warns about
+/// each, so a typo is seen, but they do not stop anything).
+pub fn unknown_env_vars() -> Vec<String> {
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("APPMIXER_")
+                .is_some_and(|rest| !rest.eq_ignore_ascii_case("config") && !names_a_setting(rest))
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// One line per problem, naming the key as the user writes it (`server.prot`, not figment's
+/// `default.server.prot`) and where it came from: the file as it was named, or the variable.
+fn describe_figment_error(e: figment::Error, file: &ConfigFile) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let from = match e.metadata.as_ref().map(|m| &m.source) {
+                Some(Some(figment::Source::File(_))) => format!(" in {}", file.path().display()),
+                _ if e
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.name.contains("APPMIXER_")) =>
+                {
+                    format!(
+                        " in APPMIXER_{}",
+                        key.to_ascii_uppercase().replace('.', "__")
+                    )
+                }
+                Some(_) => match ENGINE_ENV.iter().find(|(_, path)| *path == key) {
+                    Some((var, _)) => format!(" in {var}"),
+                    None => e
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" in {}", m.name))
+                        .unwrap_or_default(),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("{}{from}", e.kind)
+            } else {
+                format!("{key}: {}{from}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Whether a host name or address only reaches this machine.
@@ -530,6 +611,36 @@ fn is_origin(o: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_listen_alone_turns_the_metrics_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("m.toml");
+        std::fs::write(&file, "[metrics]\nlisten = \"127.0.0.1:9100\"\n").expect("write");
+        let s = Settings::load(&ConfigFile::Named(file), &Overrides::default()).expect("load");
+        assert!(s.metrics.enabled);
+    }
+
+    #[test]
+    fn only_variables_that_name_settings_count() {
+        for key in [
+            "SERVER__PORT",
+            "auth__bcrypt_cost",
+            "server.tls.cert",
+            "LOG__FORMAT",
+        ] {
+            assert!(names_a_setting(key), "{key}");
+        }
+        for key in [
+            "AUTH_BIN",
+            "FE_URL",
+            "SERVER__PROT",
+            "SERVER__PORT__X",
+            "USERSX",
+        ] {
+            assert!(!names_a_setting(key), "{key}");
+        }
+    }
 
     #[test]
     fn timespans_in_the_engine_syntax_parse_to_seconds() {
