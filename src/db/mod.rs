@@ -157,27 +157,54 @@ fn tighten_mode(path: &Path) {
     }
 }
 
-/// Creates the database file readable only by its owner; SQLite gives its -wal and -shm
-/// files the same permissions.
+/// Creates the database file readable only by its owner (SQLite gives its -wal and -shm files
+/// the same permissions), or checks that the existing one is a SQLite database, so a wrong
+/// path fails at once with one line instead of the pool retrying for seconds.
 fn create_private(path: &Path) -> anyhow::Result<()> {
     use std::fs::OpenOptions;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() {
-        return Ok(());
+    let shown = path.display();
+    if path.is_dir() {
+        anyhow::bail!("database {shown} is a directory; database.path (or --db) names a file");
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    if path.exists() {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open database {shown}"))?;
+        return conn
+            .query_row("PRAGMA schema_version", [], |_| Ok(()))
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    anyhow::anyhow!("database {shown} is not a SQLite database (wrong file?)")
+                }
+                e => anyhow::anyhow!("cannot read database {shown}: {e}"),
+            });
+    }
+    // A missing directory is most likely a typo: creating it would start an empty tenant.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "cannot create database {shown}: the directory {} does not exist (create it first)",
+            dir.display()
+        );
     }
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     options.mode(0o600);
     match options.open(path) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            // A relative database.path is relative to the current directory: a command run
+            // elsewhere makes a second database with its own secret. Say where it went.
+            let full = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            log::warn!("created a new, empty database at {}", full.display());
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create database {}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot create database {shown}")),
     }
 }
 
