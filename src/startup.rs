@@ -154,6 +154,7 @@ impl Application {
                 .wrap(cors(&data.settings))
                 .wrap(from_fn(crate::logging::log_request))
                 .wrap(from_fn(boom_everything))
+                .wrap(from_fn(head_as_get))
                 .wrap(security_headers(&data))
         })
         // Slow or silent clients are cut off instead of holding a connection forever.
@@ -280,6 +281,14 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/users/{id}"),
     ("DELETE", "/users/{id}"),
     ("GET", "/users/{id}/delete-status/{ticket}"),
+    ("GET", "/signin"),
+    ("GET", "/signin/config.json"),
+    // Served only when turned on (`metrics.enabled`, `fixtures.api`).
+    ("GET", "/metrics"),
+    ("POST", "/_fixtures/reset"),
+    ("POST", "/_fixtures/users"),
+    ("POST", "/_fixtures/clock"),
+    ("POST", "/_fixtures/limits/reset"),
 ];
 
 /// The route table.
@@ -408,6 +417,19 @@ fn cors(settings: &Settings) -> Cors {
         }
     }
     cors
+}
+
+/// HEAD is answered for every GET route, as hapi does: the request is routed as a GET, and
+/// actix-http leaves the body out of the answer to a HEAD (it decided that when it read the
+/// request line), keeping the headers, `Content-Length` included.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
 }
 
 /// Last line of defence for the wire format: whatever answered with an error and no JSON body

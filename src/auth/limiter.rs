@@ -382,6 +382,21 @@ impl Limiter {
             );
     }
 
+    /// Forgets every count and lock (the fixture API's way to unlock a developer's box
+    /// without a restart).
+    pub fn clear(&self) {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .clear();
+        self.addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .clear();
+    }
+
     /// How many names and addresses are remembered (for tests and metrics).
     pub fn len(&self) -> (usize, usize) {
         (

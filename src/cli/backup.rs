@@ -51,6 +51,7 @@ pub fn run(settings: &Settings, a: BackupArgs, out: &mut dyn Write) -> CliResult
             ));
         }
     }
+    super::parent_must_exist(&a.file)?;
     let tmp = temp_beside(&a.file);
     let result = copy(src_path, &tmp).and_then(|users| {
         std::fs::rename(&tmp, &a.file)

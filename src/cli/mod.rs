@@ -168,6 +168,15 @@ pub fn confirm(question: &str) -> CliResult<bool> {
     Ok(answer == "y" || answer == "yes")
 }
 
+/// `1 user`, `2 users`, `0 users`.
+pub fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Milliseconds since the epoch as `2026-01-31 12:00:00Z` (UTC).
 pub fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -247,6 +256,7 @@ pub fn write_private(
     path: &std::path::Path,
     write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> CliResult<()>,
 ) -> CliResult<()> {
+    parent_must_exist(path)?;
     let tmp = temp_beside(path);
     let result = (|| {
         let file = create_private(&tmp)?;
@@ -274,6 +284,19 @@ pub fn create_private(path: &std::path::Path) -> CliResult<std::fs::File> {
     options
         .open(path)
         .map_err(|e| CliError::failure(format!("cannot create {}: {e}", path.display())))
+}
+
+/// A file is written only into a directory that exists; the error names the file the user
+/// gave, not the temporary file beside it.
+pub fn parent_must_exist(path: &std::path::Path) -> CliResult<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(CliError::failure(format!(
+            "cannot write {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `dir/.name.tmp-PID` beside `path`.

@@ -71,6 +71,9 @@ impl<'a> From<&'a User> for UserRecord<'a> {
 pub struct ExportArgs {
     /// File to write (mode 0600: it holds password hashes); stdout when left out or `-`.
     pub file: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,19 +100,35 @@ pub struct ImportReport {
 }
 
 pub fn export(settings: &Settings, a: ExportArgs, out: &mut dyn Write) -> CliResult {
+    let file = a
+        .file
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-"));
+    if let Some(path) = file
+        && path.exists()
+        && !a.force
+    {
+        return Err(CliError::usage(format!(
+            "{} exists; add --force to overwrite it",
+            path.display()
+        )));
+    }
     let pool = super::connect_existing(settings)?;
     // One statement: one consistent snapshot, even while the server writes.
     let all = users::all(&*pool.get()?)?;
     drop(pool);
-    match a
-        .file
-        .as_deref()
-        .filter(|p| *p != std::path::Path::new("-"))
-    {
+    match file {
         None => write_document(out, &all),
         Some(path) => {
             super::write_private(path, |w| write_document(w, &all))?;
-            eprintln!("exported {} users to {}", all.len(), path.display());
+            // The summary goes where `import`'s does: stdout (the document itself went to
+            // the file).
+            writeln!(
+                out,
+                "exported {} to {}",
+                super::count_of(all.len(), "user"),
+                path.display()
+            )?;
             Ok(())
         }
     }

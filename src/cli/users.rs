@@ -395,8 +395,15 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
             .filter(|&found| found)
             .count() as u64;
         let doomed = total.saturating_sub(kept);
-        if doomed > 0 && !confirm(&format!("Delete {doomed} users?"))? {
-            return Err(CliError::failure("nothing deleted"));
+        if doomed > 0
+            && !confirm(&format!(
+                "Delete {}?",
+                super::count_of(doomed as usize, "user")
+            ))?
+        {
+            // Declining is an answer, not a failure.
+            writeln!(out, "nothing deleted")?;
+            return Ok(());
         }
     }
     // Immediate: the transaction reads before it writes, and a deferred one could not then
@@ -414,8 +421,11 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
     .map_err(|e| CliError::failure(format!("fixture users: {e}")))?;
     writeln!(
         out,
-        "removed {removed} users; declared users: {} created, {} updated, {} unchanged",
-        report.created, report.updated, report.unchanged
+        "removed {}; declared users: {} created, {} updated, {} unchanged",
+        super::count_of(removed, "user"),
+        report.created,
+        report.updated,
+        report.unchanged
     )?;
     Ok(())
 }

@@ -126,7 +126,20 @@ pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         users::count(conn, &users::ListQuery::default())
     })
     .await?;
+    // A fresh start: the brute-force counters go too.
+    state.limiter.clear();
     json_ok(&json!({ "users": n }))
+}
+
+/// `POST /_fixtures/limits/reset`: forgets every failed sign-in count and lock (they live in
+/// memory; a restart clears them as well). Answers `{}`.
+pub async fn reset_limits(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state)?;
+    state.limiter.clear();
+    json_ok(&json!({}))
 }
 
 /// `POST /_fixtures/users`: an array of users with the fields of `[[users]]`, created or
@@ -233,7 +246,16 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Registers the fixture routes (only called when the API is on).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/_fixtures/reset", web::post().to(reset))
-        .route("/_fixtures/users", web::post().to(batch))
-        .route("/_fixtures/clock", web::post().to(clock));
+    let post_only = |path: &str, route: actix_web::Route| {
+        web::resource(path)
+            .route(route)
+            .default_service(web::to(crate::routes::meta::method_not_allowed("POST")))
+    };
+    cfg.service(post_only("/_fixtures/reset", web::post().to(reset)))
+        .service(post_only("/_fixtures/users", web::post().to(batch)))
+        .service(post_only("/_fixtures/clock", web::post().to(clock)))
+        .service(post_only(
+            "/_fixtures/limits/reset",
+            web::post().to(reset_limits),
+        ));
 }

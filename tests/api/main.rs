@@ -13,6 +13,7 @@ mod helpers;
 mod input;
 mod limits;
 mod metrics;
+mod newcomer;
 mod openapi;
 #[path = "../support/process.rs"]
 mod process;

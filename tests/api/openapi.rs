@@ -3,11 +3,16 @@
 use appmixer_auth::startup::API_ROUTES;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_with;
 
 #[tokio::test]
 async fn the_openapi_document_and_the_route_table_agree() {
-    let app = spawn_app().await;
+    // Everything on, so the routes that exist only when asked for are served too.
+    let app = spawn_with(|s| {
+        s.fixtures.api = true;
+        s.metrics.enabled = true;
+    })
+    .await;
     let res = app.get("/openapi.json").await;
     assert_eq!(res.status(), 200);
     let doc: Value = res.json().await.unwrap();

@@ -6,6 +6,7 @@
 
 mod backup;
 mod concurrency;
+mod newcomer;
 mod settings;
 mod token;
 mod transfer;
