@@ -101,11 +101,7 @@ pub fn rotate(settings: &Settings, conn: &Connection) -> anyhow::Result<Rotated>
         write_private(path, &secret)?;
         return Ok(Rotated::File(path.clone()));
     }
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('jwt_secret', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [&secret],
-    )?;
+    crate::db::replace_jwt_secret(conn, &secret)?;
     Ok(Rotated::Database)
 }
 

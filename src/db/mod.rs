@@ -250,6 +250,16 @@ pub fn stored_jwt_secret(conn: &Connection) -> anyhow::Result<String> {
     .context("jwt secret missing after insert")
 }
 
+/// Replaces the token secret kept in the database (`rotate-secret`).
+pub fn replace_jwt_secret(conn: &Connection, secret: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('jwt_secret', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [secret],
+    )?;
+    Ok(())
+}
+
 /// Runs `work` with a pooled connection on the blocking thread pool: one hop per request,
 /// and the connection is back in the pool before any bcrypt work starts.
 pub async fn run<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
