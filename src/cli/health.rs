@@ -1,10 +1,15 @@
 //! `healthcheck`: exit 0 when the configured server answers `GET /` with its version, 1
 //! otherwise, for container and systemd health checks. A few lines of HTTP/1.1 over a plain
-//! socket: no HTTP client (and no TLS stack) in the binary for this.
+//! socket, or over TLS (the server's own rustls) when `server.tls` is set.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::{CliError, CliResult};
 use crate::settings::Settings;
@@ -30,14 +35,113 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> CliResult {
     } else {
         format!("{host}:{port}")
     };
-    let url = format!("http://{authority}/");
-    let version = check(&host, port, &authority)
+    let tls = match &settings.server.tls {
+        Some(t) => Some(
+            pinned_client(&t.cert)
+                .map_err(|e| CliError::failure(format!("unhealthy: server.tls.cert: {e}")))?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{authority}/");
+    let version = check(&host, port, &authority, tls)
         .map_err(|e| CliError::failure(format!("unhealthy: {url}: {e}")))?;
     writeln!(out, "ok: {url} answers version {version}")?;
     Ok(())
 }
 
-fn check(host: &str, port: u16, authority: &str) -> Result<String, String> {
+/// A TLS client that trusts exactly the certificate the server is configured with (the first
+/// of `server.tls.cert`): the check asks "is my server up, with my certificate", whatever
+/// name the certificate carries and whether or not it is self-signed. Signatures are still
+/// verified, so a server that merely copies the certificate without its key fails.
+fn pinned_client(cert_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(cert_file).map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let leaf = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .ok_or_else(|| format!("{}: no certificate in it", cert_file.display()))?
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned {
+        leaf: leaf.into_owned(),
+        provider: provider.clone(),
+    });
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+#[derive(Debug)]
+struct Pinned {
+    leaf: CertificateDer<'static>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.leaf.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server presents another certificate than server.tls.cert".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Plain TCP or TLS over it, read and written alike.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+fn check(
+    host: &str,
+    port: u16,
+    authority: &str,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<String, String> {
     let deadline = Instant::now() + TIMEOUT;
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
@@ -58,7 +162,19 @@ fn check(host: &str, port: u16, authority: &str) -> Result<String, String> {
             Err(e) => last = format!("cannot connect: {e}"),
         }
     }
-    let mut stream = stream.ok_or(last)?;
+    let tcp = stream.ok_or(last)?;
+    // Timeouts are set on this handle; the TLS stream reads and writes through the same socket.
+    let socket = tcp.try_clone().map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn Conn> = match tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("{host} is not a server name: {e}"))?;
+            let conn =
+                rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
     let left = |d: Instant| {
         let l = d.saturating_duration_since(Instant::now());
         if l.is_zero() {
@@ -67,8 +183,11 @@ fn check(host: &str, port: u16, authority: &str) -> Result<String, String> {
             Ok(l)
         }
     };
-    stream
+    socket
         .set_write_timeout(Some(left(deadline)?))
+        .map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(left(deadline)?))
         .map_err(|e| e.to_string())?;
     stream
         .write_all(
@@ -81,7 +200,7 @@ fn check(host: &str, port: u16, authority: &str) -> Result<String, String> {
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        stream
+        socket
             .set_read_timeout(Some(left(deadline)?))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {

@@ -152,3 +152,43 @@ fn healthcheck_exits_0_when_the_server_answers_and_1_otherwise() {
     );
     answer.join().unwrap();
 }
+
+/// A self-signed certificate and its key as PEM files `NAME.crt` and `NAME.key` in the place.
+fn write_cert(place: &Place, name: &str) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    place.write(&format!("{name}.crt"), &ck.cert.pem());
+    place.write(&format!("{name}.key"), &ck.signing_key.serialize_pem());
+}
+
+#[test]
+fn healthcheck_speaks_tls_when_the_server_does_and_checks_its_certificate() {
+    let place = Place::new();
+    write_cert(&place, "live");
+    write_cert(&place, "other");
+    place.write(
+        "appmixer.toml",
+        "[server.tls]\ncert = \"live.crt\"\nkey = \"live.key\"\n",
+    );
+    let server = place.serve(&[]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let port = server.port.to_string();
+    let out = place.run(&["healthcheck", "--port", &port]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        crate::stdout(&out).contains("https://"),
+        "{}",
+        crate::stdout(&out)
+    );
+    // The certificate is checked: settings naming another one see another server.
+    place.write(
+        "other.toml",
+        "[server.tls]\ncert = \"other.crt\"\nkey = \"other.key\"\n",
+    );
+    let out = place.run(&["--config", "other.toml", "healthcheck", "--port", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another certificate"),
+        "{}",
+        stderr(&out)
+    );
+}
