@@ -24,6 +24,10 @@ echo "== examples/python (pytest)"
 python3 -m pip install -q -r examples/python/requirements.txt
 python3 -m pytest -q examples/python
 
+# Every console example of README.md and docs/, run in order on one fresh server.
+echo "== documented examples (tests/docs)"
+python3 -m pytest -q -p no:cacheprovider tests/docs
+
 # The official appmixer CLI, unchanged, against the same binary (tests/appmixer-cli). Install
 # scripts are skipped (one fetches a Windows tool, one tries GitHub for a prebuilt binary); the
 # one native module the CLI loads, farmhash, is built from source against this Node's headers.
