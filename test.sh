@@ -28,6 +28,10 @@ python3 -m pytest -q examples/python
 echo "== documented examples (tests/docs)"
 python3 -m pytest -q -p no:cacheprovider tests/docs
 
+# The house rules of src/: no import circles, SQL only in src/db, nothing imports startup.
+echo "== layers of src/ (tests/layout)"
+python3 -m pytest -q -p no:cacheprovider tests/layout
+
 # The official appmixer CLI, unchanged, against the same binary (tests/appmixer-cli). Install
 # scripts are skipped (one fetches a Windows tool, one tries GitHub for a prebuilt binary); the
 # one native module the CLI loads, farmhash, is built from source against this Node's headers.

@@ -10,8 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
-
 /// bcrypt reads at most 72 bytes; longer passwords are refused rather than silently cut.
 pub const PASSWORD_MAX_BYTES: usize = 72;
 pub const PASSWORD_MIN_CHARS: usize = 5;
@@ -20,16 +18,77 @@ const NAME_MAX_CHARS: usize = 254;
 /// A JSON object body, from which fields are taken one by one.
 pub type Object = Map<String, Value>;
 
+/// A value that is not what it must be: the message (Joi's wording) and the field at fault,
+/// if one is. The HTTP edge answers it with 400 (`crate::error`), the CLI with exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Invalid {
+    /// A value of one named field is wrong.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    /// The request as a whole is wrong (no one field to name).
+    pub fn request(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A secret string (a password in the settings file, a key): its `Debug` and `Serialize`
+/// never show the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
 /// An optional string field: absent is `None`; present it must be a non-empty string.
-pub fn optional_str<'a>(body: &'a Object, field: &str) -> Result<Option<&'a str>, ApiError> {
+pub fn optional_str<'a>(body: &'a Object, field: &str) -> Result<Option<&'a str>, Invalid> {
     match body.get(field) {
         None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(ApiError::field(
+        Some(Value::String(s)) if s.is_empty() => Err(Invalid::field(
             field,
             format!("\"{field}\" is not allowed to be empty"),
         )),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::field(
+        Some(_) => Err(Invalid::field(
             field,
             format!("\"{field}\" must be a string"),
         )),
@@ -37,9 +96,9 @@ pub fn optional_str<'a>(body: &'a Object, field: &str) -> Result<Option<&'a str>
 }
 
 /// A required, non-empty string field.
-pub fn required_str<'a>(body: &'a Object, field: &str) -> Result<&'a str, ApiError> {
+pub fn required_str<'a>(body: &'a Object, field: &str) -> Result<&'a str, Invalid> {
     optional_str(body, field)?
-        .ok_or_else(|| ApiError::field(field, format!("\"{field}\" is required")))
+        .ok_or_else(|| Invalid::field(field, format!("\"{field}\" is required")))
 }
 
 /// Code points that show nothing, or change the direction or the lines of the text around
@@ -57,21 +116,21 @@ pub fn is_invisible(c: char) -> bool {
 
 /// Any stored text (scope entries, plan, vendor): not blank, and nothing that would rewrite
 /// an operator's terminal or hide in a listing (control, invisible, bidi characters).
-pub fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
+pub fn check_label(field: &str, value: &str) -> Result<(), Invalid> {
     if value.trim().is_empty() {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!("\"{field}\" is not allowed to be empty"),
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!("\"{field}\" must not contain control characters"),
         ));
     }
     if value.chars().any(is_invisible) {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!("\"{field}\" must not contain invisible or direction-changing characters"),
         ));
@@ -80,9 +139,9 @@ pub fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// A name longer than any stored one can be (a sign-in that names it can match nobody).
-pub fn check_name_length(field: &str, value: &str) -> Result<(), ApiError> {
+pub fn check_name_length(field: &str, value: &str) -> Result<(), Invalid> {
     if value.chars().count() > NAME_MAX_CHARS {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!(
                 "\"{field}\" length must be less than or equal to {NAME_MAX_CHARS} characters long"
@@ -92,9 +151,9 @@ pub fn check_name_length(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+fn check_name(field: &str, value: &str) -> Result<(), Invalid> {
     if value.trim() != value {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!("\"{field}\" must not have leading or trailing whitespace"),
         ));
@@ -103,7 +162,7 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     // Compatibility forms (full-width `ｒｏｏｔ`, ligatures, superscripts) look like the plain
     // letters: refused rather than silently rewritten, since names are matched exactly.
     if !unicode_normalization::is_nfkc(value) {
-        return Err(ApiError::field(
+        return Err(Invalid::field(
             field,
             format!(
                 "\"{field}\" must be in Unicode NFKC form (no full-width or other compatibility characters)"
@@ -120,9 +179,9 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
         if value.is_empty() {
-            return Err(ApiError::field(
+            return Err(Invalid::field(
                 "username",
                 "\"username\" is not allowed to be empty",
             ));
@@ -141,10 +200,10 @@ impl Username {
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
         check_name("email", value)?;
         if !looks_like_email(value) {
-            return Err(ApiError::field("email", "\"email\" must be a valid email"));
+            return Err(Invalid::field("email", "\"email\" must be a valid email"));
         }
         Ok(Self(value.to_owned()))
     }
@@ -187,9 +246,9 @@ impl fmt::Debug for Password {
 
 impl Password {
     /// A new password: at least 5 characters and at most 72 bytes.
-    pub fn parse_new(field: &str, value: &str) -> Result<Self, ApiError> {
+    pub fn parse_new(field: &str, value: &str) -> Result<Self, Invalid> {
         if value.chars().count() < PASSWORD_MIN_CHARS {
-            return Err(ApiError::field(
+            return Err(Invalid::field(
                 field,
                 format!("\"{field}\" length must be at least {PASSWORD_MIN_CHARS} characters long"),
             ));
@@ -199,9 +258,9 @@ impl Password {
 
     /// A password offered at sign-in: only the bcrypt limit applies (older or imported
     /// passwords may be shorter than today's minimum).
-    pub fn parse_existing(field: &str, value: &str) -> Result<Self, ApiError> {
+    pub fn parse_existing(field: &str, value: &str) -> Result<Self, Invalid> {
         if value.len() > PASSWORD_MAX_BYTES {
-            return Err(ApiError::field(
+            return Err(Invalid::field(
                 field,
                 format!(
                     "\"{field}\" must be at most {PASSWORD_MAX_BYTES} bytes long (the bcrypt limit)"
@@ -223,12 +282,12 @@ pub struct UserId(String);
 
 impl UserId {
     /// Parses an id; upper-case hex is accepted and kept in lower case.
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
         if value.len() == 24 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(value.to_ascii_lowercase()))
         } else {
-            Err(ApiError::BadRequest(
-                "Invalid id: expected 24 hexadecimal characters".into(),
+            Err(Invalid::request(
+                "Invalid id: expected 24 hexadecimal characters",
             ))
         }
     }
@@ -356,7 +415,7 @@ mod tests {
         let body: Object =
             serde_json::from_str(r#"{"a": "x", "b": "", "c": 5, "d": null}"#).expect("json");
         assert_eq!(required_str(&body, "a").expect("a"), "x");
-        let msg = |r: Result<&str, ApiError>| r.expect_err("must fail").to_string();
+        let msg = |r: Result<&str, Invalid>| r.expect_err("must fail").to_string();
         assert_eq!(
             msg(required_str(&body, "b")),
             "\"b\" is not allowed to be empty"

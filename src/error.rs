@@ -7,6 +7,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::db::StoreError;
+use crate::domain::Invalid;
+
 /// The generic message of every 500: details go to the log, never to the client.
 pub const INTERNAL_MESSAGE: &str = "An internal server error occurred";
 
@@ -58,6 +61,37 @@ impl ApiError {
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        match e.field {
+            Some(field) => ApiError::Validation {
+                message: e.message,
+                field: Some(field),
+            },
+            None => ApiError::BadRequest(e.message.into()),
+        }
+    }
+}
+
+/// The message of the 404 of every route about a user that is not stored.
+pub const USER_NOT_FOUND: &str = "User not found";
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Taken(taken) => ApiError::Conflict(taken.message().into()),
+            StoreError::NotFound => ApiError::NotFound(USER_NOT_FOUND.into()),
+            StoreError::Unavailable(why) => {
+                log::warn!("database unavailable: {why}");
+                ApiError::ServiceUnavailable("The database is busy, try again".into())
+            }
+            e @ (StoreError::Corrupt(_) | StoreError::RolledBack | StoreError::Other(_)) => {
+                ApiError::Internal(e.into())
+            }
+        }
     }
 }
 

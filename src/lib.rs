@@ -17,5 +17,6 @@ pub mod routes;
 pub mod secret;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod testing;
 pub mod tls;

@@ -8,19 +8,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
-/// `log.format`
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use crate::settings::LogFormat;
 
 /// Collects a record's key-values into a JSON object.
 struct Fields<'a>(&'a mut Map<String, Value>);

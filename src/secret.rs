@@ -4,8 +4,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use rusqlite::Connection;
 
+use crate::db::{JWT_SECRET_KEY, Store};
 use crate::settings::{MIN_SECRET_BYTES, Settings};
 
 /// A fresh secret: 32 random bytes as hex.
@@ -17,14 +17,15 @@ pub fn fresh() -> String {
 /// The secret the server signs with: `auth.jwt_secret`, else the content of
 /// `auth.jwt_secret_file` (created with a fresh secret if missing), else the one kept in the
 /// database (generated once).
-pub fn resolve(settings: &Settings, conn: &Connection) -> anyhow::Result<String> {
+pub fn resolve(settings: &Settings, store: &Store) -> anyhow::Result<String> {
     if let Some(s) = &settings.auth.jwt_secret {
         return Ok(s.expose().to_owned());
     }
     if let Some(path) = &settings.auth.jwt_secret_file {
         return read_or_create(path);
     }
-    crate::db::stored_jwt_secret(conn)
+    let fresh = fresh();
+    Ok(store.write_blocking(|ops| ops.jwt_secret(&fresh))?)
 }
 
 fn read_or_create(path: &Path) -> anyhow::Result<String> {
@@ -90,7 +91,7 @@ pub enum Rotated {
 /// Replaces the secret where it is kept: the file of `auth.jwt_secret_file`, else the
 /// database. A secret given as `auth.jwt_secret` (file or environment) is the operator's to
 /// change, so that is an error. Every token signed so far stops working.
-pub fn rotate(settings: &Settings, conn: &Connection) -> anyhow::Result<Rotated> {
+pub fn rotate(settings: &Settings, store: &Store) -> anyhow::Result<Rotated> {
     if settings.auth.jwt_secret.is_some() {
         anyhow::bail!(
             "auth.jwt_secret is set in the settings or the environment: change it there (or move it to auth.jwt_secret_file)"
@@ -101,7 +102,7 @@ pub fn rotate(settings: &Settings, conn: &Connection) -> anyhow::Result<Rotated>
         write_private(path, &secret)?;
         return Ok(Rotated::File(path.clone()));
     }
-    crate::db::replace_jwt_secret(conn, &secret)?;
+    store.write_blocking(|ops| ops.set_meta(JWT_SECRET_KEY, &secret))?;
     Ok(Rotated::Database)
 }
 
@@ -111,12 +112,9 @@ mod tests {
 
     #[test]
     fn rotation_replaces_the_secret_where_it_is_kept() {
-        let conn = Connection::open_in_memory().expect("db");
-        conn.execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-        )
-        .expect("meta");
         let mut settings = Settings::default();
+        settings.database.path = ":memory:".into();
+        let conn = Store::open(&settings.database).expect("db");
         let first = resolve(&settings, &conn).expect("generated");
         assert_eq!(resolve(&settings, &conn).expect("kept"), first);
         assert_eq!(rotate(&settings, &conn).expect("rotate"), Rotated::Database);

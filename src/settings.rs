@@ -2,14 +2,13 @@
 //!
 //! Every field's `///` comment is the configuration reference; `appmixer.toml` repeats it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::fixtures::{self, FixtureUser};
+use crate::fixtures::declared::{self, FixtureUser};
 
 /// The file read when neither `--config` nor `APPMIXER_CONFIG` names one.
 pub const DEFAULT_CONFIG_FILE: &str = "appmixer.toml";
@@ -55,7 +54,7 @@ pub struct MetricsSettings {
 pub struct LogSettings {
     /// `"text"` (default) or `"json"`: one JSON object per line with time, level, target,
     /// message and, for requests, method, path, status, duration_ms and client.
-    pub format: crate::logging::LogFormat,
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -224,30 +223,15 @@ impl CorsSettings {
     }
 }
 
-/// A secret string: its `Debug` and `Serialize` never show the value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
+pub use crate::domain::Secret;
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"[redacted]\"")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
-    }
+/// `log.format`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// A duration in whole seconds, written as `30d`, `12h`, `90m`, `45s`, `2w` or plain seconds.
@@ -483,7 +467,7 @@ impl Settings {
                 "metrics.listen must look like 127.0.0.1:9100, not `{listen}`"
             ));
         }
-        fixtures::validate(&self.users)?;
+        declared::validate(&self.users)?;
         if self.fixtures.api && !self.fixtures.allow_remote && !is_loopback(&self.server.host) {
             return Err(format!(
                 "fixtures.api is on and server.host is {}: the fixture API lets anyone reset users \

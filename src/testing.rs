@@ -30,10 +30,11 @@ use std::thread::JoinHandle;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 
-use crate::db::{self, users};
+use crate::db::{Store, users};
 use crate::fixtures::FixtureUser;
 use crate::settings::{Secret, Settings};
-use crate::startup::{AppState, Application};
+use crate::startup::Application;
+use crate::state::AppState;
 
 /// Builds a [`TestServer`]: in-memory database, port 0, bcrypt cost 4, a random secret, the
 /// brute-force limit off, and the fixture API on.
@@ -170,22 +171,25 @@ impl TestServer {
 
     /// A valid token for a stored user, found by username, email or id.
     pub fn token_for(&self, who: &str) -> anyhow::Result<String> {
-        let conn = self.state.pool.get()?;
-        let user = users::find_by_any(&conn, who)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
+        let user = self
+            .state
+            .store
+            .read_blocking(|ops| ops.find_by_any(who))?
             .ok_or_else(|| anyhow::anyhow!("no user {who:?}"))?;
         self.state.tokens.issue(user.id.as_str(), &user.scope)
     }
 
     /// How many users are stored.
     pub fn user_count(&self) -> anyhow::Result<u64> {
-        let conn = self.state.pool.get()?;
-        users::count(&conn, &users::ListQuery::default()).map_err(|e| anyhow::anyhow!("{e}"))
+        Ok(self
+            .state
+            .store
+            .read_blocking(|ops| ops.count_users(&users::ListQuery::default()))?)
     }
 
-    /// The pool, for assertions a test cannot make over HTTP.
-    pub fn pool(&self) -> &db::Pool {
-        &self.state.pool
+    /// The store, for assertions a test cannot make over HTTP.
+    pub fn store(&self) -> &Store {
+        &self.state.store
     }
 }
 

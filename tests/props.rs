@@ -32,8 +32,9 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
-/// A parser's refusal is a 400 naming the problem, never a 5xx.
-fn assert_clean_400(e: &ApiError) {
+/// A parser's refusal is a 400 naming the problem, never a 5xx, once at the HTTP edge.
+fn assert_clean_400(e: &(impl Clone + Into<ApiError>)) {
+    let e: ApiError = e.clone().into();
     assert_eq!(e.status_code(), StatusCode::BAD_REQUEST, "{e:?}");
     assert!(!e.to_string().is_empty());
 }

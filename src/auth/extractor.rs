@@ -9,7 +9,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use crate::auth::token::TokenError;
 use crate::domain::UserId;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const MISSING_AUTH: &str = "Missing authentication";
 /// The appmixer CLI matches this text exactly.
@@ -115,7 +115,7 @@ impl FromRequest for AdminUser {
             let caller = caller?;
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
-            let user = crate::db::users::load(&state.pool, caller.id).await?;
+            let user = state.store.user(caller.id).await?;
             if !user.scope.iter().any(|s| s == ADMIN_SCOPE) {
                 return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
             }

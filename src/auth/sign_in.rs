@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 
 use crate::auth::limiter::Checked;
-use crate::db::{self, users};
+use crate::db::users;
 use crate::domain::{Email, Password, check_name_length};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One answer for unknown users and wrong passwords alike, so neither can be told apart.
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
@@ -95,22 +95,24 @@ pub async fn sign_in(
             ApiError::TooManyRequests { retry_after }
         })?;
 
-    let found = db::run(&state.pool, move |conn| {
-        let mut found = Vec::with_capacity(2);
-        if let Some(u) = &username {
-            found.push(users::find_by_username(conn, u)?);
-        }
-        if let Some(e) = &email {
-            found.push(users::find_by_email(conn, e)?);
-        }
-        Ok(found)
-    })
-    .await;
+    let found = state
+        .store
+        .read(move |ops| {
+            let mut found = Vec::with_capacity(2);
+            if let Some(u) = &username {
+                found.push(ops.find_by_username(u)?);
+            }
+            if let Some(e) = &email {
+                found.push(ops.find_by_email(e)?);
+            }
+            Ok(found)
+        })
+        .await;
     let mut candidates = match found {
         Ok(c) => c,
         Err(e) => {
             state.limiter.abandon(attempt);
-            return Err(e);
+            return Err(e.into());
         }
     };
     let hashes = candidates

@@ -15,9 +15,9 @@ pub mod users;
 use std::fmt;
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use crate::db;
 use crate::db::users::User;
-use crate::error::ApiError;
+use crate::db::{Store, StoreError};
+use crate::domain::Invalid;
 use crate::settings::{ConfigFile, Overrides, Settings};
 
 /// Exit code of a command that ran and failed (user not found, conflict, server down).
@@ -70,25 +70,19 @@ impl From<io::Error> for CliError {
     }
 }
 
-impl From<rusqlite::Error> for CliError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::failure(format!("database: {e}"))
-    }
-}
-
-impl From<r2d2::Error> for CliError {
-    fn from(e: r2d2::Error) -> Self {
-        Self::failure(format!("database: {e}"))
-    }
-}
-
-impl From<ApiError> for CliError {
-    fn from(e: ApiError) -> Self {
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
         match e {
-            ApiError::Validation { .. } | ApiError::BadRequest(_) => Self::usage(e.to_string()),
-            ApiError::Internal(inner) => Self::failure(format!("{inner:#}")),
-            other => Self::failure(other.to_string()),
+            StoreError::Taken(_) => Self::failure(e.to_string()),
+            StoreError::NotFound => Self::failure("no such user"),
+            e => Self::failure(format!("database: {e:#}")),
         }
+    }
+}
+
+impl From<Invalid> for CliError {
+    fn from(e: Invalid) -> Self {
+        Self::usage(e.message)
     }
 }
 
@@ -109,18 +103,18 @@ impl Source {
     }
 }
 
-/// Opens the configured database (creating and migrating it like the server does) and hands
-/// out one connection. Every connection waits up to [`db::BUSY_TIMEOUT_MS`] for the server.
-pub fn connect(settings: &Settings) -> CliResult<db::Pool> {
+/// Opens the configured database (creating and migrating it like the server does) as the
+/// store. Every write waits up to [`crate::db::BUSY_TIMEOUT_MS`] for the server.
+pub fn connect(settings: &Settings) -> CliResult<Store> {
     if settings.database.is_memory() {
         log::warn!("the database is in memory (--ephemeral): nothing is kept after this command");
     }
-    Ok(db::open(&settings.database)?)
+    Ok(Store::open(&settings.database)?)
 }
 
 /// [`connect`] for commands that only read or change what is there: a database file that does
 /// not exist is an error (a mistyped `--db` would otherwise create an empty one).
-pub fn connect_existing(settings: &Settings) -> CliResult<db::Pool> {
+pub fn connect_existing(settings: &Settings) -> CliResult<Store> {
     let path = &settings.database.path;
     if !settings.database.is_memory() && !std::path::Path::new(path).exists() {
         return Err(CliError::failure(format!(
@@ -133,8 +127,9 @@ pub fn connect_existing(settings: &Settings) -> CliResult<db::Pool> {
 }
 
 /// Finds a user by id, username or email, in that order; not found is exit 1.
-pub fn find_user(conn: &rusqlite::Connection, key: &str) -> CliResult<User> {
-    db::users::find_by_any(conn, key)?
+pub fn find_user(store: &Store, key: &str) -> CliResult<User> {
+    store
+        .read_blocking(|ops| ops.find_by_any(key))?
         .ok_or_else(|| CliError::failure(format!("no user with id, username or email `{key}`")))
 }
 

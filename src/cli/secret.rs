@@ -21,9 +21,8 @@ pub fn run(settings: &Settings, a: RotateArgs, out: &mut dyn Write) -> CliResult
             "rotate-secret signs everyone out: every token issued so far stops working. Run it again with --yes to go on",
         ));
     }
-    let pool = super::connect_existing(settings)?;
-    let rotated =
-        rotate(settings, &*pool.get()?).map_err(|e| CliError::failure(format!("{e:#}")))?;
+    let store = super::connect_existing(settings)?;
+    let rotated = rotate(settings, &store).map_err(|e| CliError::failure(format!("{e:#}")))?;
     let place = match rotated {
         Rotated::File(path) => format!("auth.jwt_secret_file {}", path.display()),
         Rotated::Database => format!("the database {}", settings.database.path),

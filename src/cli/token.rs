@@ -26,11 +26,10 @@ pub fn run(settings: &Settings, a: TokenArgs, out: &mut dyn Write) -> CliResult 
     if ttl.0 == 0 {
         return Err(CliError::usage("--ttl: must be longer than 0 seconds"));
     }
-    let pool = super::connect_existing(settings)?;
-    let conn = pool.get()?;
-    let user = find_user(&conn, &a.user)?;
+    let store = super::connect_existing(settings)?;
+    let user = find_user(&store, &a.user)?;
     // The server's resolution: the configured secret, else the one kept in the database.
-    let secret = crate::secret::resolve(settings, &conn)?;
+    let secret = crate::secret::resolve(settings, &store)?;
     let token = TokenService::new(secret.as_bytes(), settings.auth.token_expiration.0).issue_for(
         user.id.as_str(),
         &user.scope,

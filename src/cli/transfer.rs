@@ -15,12 +15,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{CliError, CliResult};
 use crate::db::users::{self, PasswordHash, User};
+use crate::db::{Store, StoreError};
 use crate::domain::{Email, UserId, Username, check_label};
 use crate::fixtures::is_bcrypt_hash;
 use crate::settings::Settings;
@@ -113,20 +113,21 @@ pub fn export(settings: &Settings, a: ExportArgs, out: &mut dyn Write) -> CliRes
             path.display()
         )));
     }
-    let pool = super::connect_existing(settings)?;
-    // One statement: one consistent snapshot, even while the server writes.
-    let all = users::all(&*pool.get()?)?;
-    drop(pool);
+    let store = super::connect_existing(settings)?;
     match file {
-        None => write_document(out, &all),
+        None => write_document(out, &store).map(|_| ()),
         Some(path) => {
-            super::write_private(path, |w| write_document(w, &all))?;
+            let mut n = 0;
+            super::write_private(path, |w| {
+                n = write_document(w, &store)?;
+                Ok(())
+            })?;
             // The summary goes where `import`'s does: stdout (the document itself went to
             // the file).
             writeln!(
                 out,
                 "exported {} to {}",
-                super::count_of(all.len(), "user"),
+                super::count_of(n, "user"),
                 path.display()
             )?;
             Ok(())
@@ -134,16 +135,34 @@ pub fn export(settings: &Settings, a: ExportArgs, out: &mut dyn Write) -> CliRes
     }
 }
 
-/// One record per line: readable, diffable, and streamed without building one huge string.
-fn write_document(out: &mut dyn Write, all: &[User]) -> CliResult {
+/// One record per line: readable, diffable, and streamed as the store reads (one read, so
+/// one consistent snapshot even while the server writes); how many users it wrote.
+fn write_document(out: &mut dyn Write, store: &Store) -> CliResult<usize> {
     write!(out, "{{\"version\": {FORMAT_VERSION}, \"users\": [")?;
-    for (i, u) in all.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut *out, &UserRecord::from(u)).map_err(std::io::Error::from)?;
+    let mut n = 0;
+    let mut failed: Option<std::io::Error> = None;
+    let read = store.read_blocking(|ops| {
+        ops.each_user(&mut |u| {
+            let written = out
+                .write_all(if n == 0 { b"\n" } else { b",\n" })
+                .and_then(|()| {
+                    serde_json::to_writer(&mut *out, &UserRecord::from(&u))
+                        .map_err(std::io::Error::from)
+                });
+            n += 1;
+            written.map_err(|e| {
+                failed = Some(e);
+                StoreError::RolledBack
+            })
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
     }
+    read?;
     writeln!(out, "\n]}}")?;
     out.flush()?;
-    Ok(())
+    Ok(n)
 }
 
 pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliResult {
@@ -158,10 +177,9 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
     // Everything is checked before anything is written.
     let records = parse_document(&bytes, users::now_ms())
         .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
-    let pool = super::connect(settings)?;
-    let mut conn = pool.get()?;
+    let store = super::connect(settings)?;
     let progress = progress_bar(records.len());
-    let report = write_records(&mut conn, &records, a.replace, &progress)?;
+    let report = write_records(&store, &records, a.replace, &progress)?;
     progress.finish_and_clear();
     if a.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
@@ -336,82 +354,31 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
     })
 }
 
-/// Upserts by id in one immediate transaction: an error rolls everything back.
+/// Upserts by id in one transaction: an error rolls everything back.
 fn write_records(
-    conn: &mut rusqlite::Connection,
+    store: &Store,
     records: &[User],
     replace: bool,
     progress: &ProgressBar,
 ) -> CliResult<ImportReport> {
-    // Immediate: the transaction reads (is the user there?) before it writes, and a deferred
-    // one could not wait for a busy server then; this one waits up to the busy timeout.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut report = ImportReport::default();
-    {
-        let mut select = tx.prepare(
-            "SELECT username, email, password_hash, is_active, scope, plan, vendor, metadata,
-                    created, mtime
-             FROM users WHERE id = ?1",
-        )?;
-        let mut insert = tx.prepare(
-            "INSERT INTO users (id, username, email, password_hash, is_active, scope, plan,
-                                vendor, metadata, created, mtime, email_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        let mut update = tx.prepare(
-            "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
-                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
-                 email_key = ?12
-             WHERE id = ?1",
-        )?;
+    store.write_blocking(|ops| {
+        let mut report = ImportReport::default();
         for (i, u) in records.iter().enumerate() {
-            let at = |e: rusqlite::Error| {
-                CliError::failure(format!(
-                    "users[{i}] ({:?}): {}; nothing imported",
-                    u.username,
-                    users::conflict_or_internal(e)
-                ))
+            let at = |e: StoreError| match e {
+                StoreError::Taken(_) => CliError::failure(format!(
+                    "users[{i}] ({:?}): {e}; nothing imported",
+                    u.username
+                )),
+                e => CliError::from(e),
             };
-            let scope = serde_json::to_string(&u.scope).map_err(std::io::Error::from)?;
-            let metadata = serde_json::to_string(&u.metadata).map_err(std::io::Error::from)?;
-            let stored = select
-                .query_row([u.id.as_str()], |r| {
-                    Ok(Stored {
-                        username: r.get(0)?,
-                        email: r.get(1)?,
-                        password_hash: r.get(2)?,
-                        is_active: r.get(3)?,
-                        scope: r.get(4)?,
-                        plan: r.get(5)?,
-                        vendor: r.get(6)?,
-                        metadata: r.get(7)?,
-                        created: r.get(8)?,
-                        mtime: r.get(9)?,
-                    })
-                })
-                .optional()?;
-            let args = params![
-                u.id.as_str(),
-                u.username,
-                u.email,
-                u.password_hash.0,
-                u.is_active,
-                scope,
-                u.plan,
-                u.vendor,
-                metadata,
-                u.created,
-                u.mtime,
-                Email::key_of(&u.email),
-            ];
-            match stored {
+            match ops.find_by_id(&u.id).map_err(at)? {
                 None => {
-                    insert.execute(args).map_err(at)?;
+                    ops.insert_user(u).map_err(at)?;
                     report.created += 1;
                 }
-                Some(s) if s.same_as(u) => report.skipped += 1,
+                Some(stored) if same_record(&stored, u) => report.skipped += 1,
                 Some(_) => {
-                    update.execute(args).map_err(at)?;
+                    ops.replace_user(u).map_err(at)?;
                     report.updated += 1;
                 }
             }
@@ -421,46 +388,26 @@ fn write_records(
         }
         progress.set_position(records.len() as u64);
         if replace {
-            let keep: Vec<&str> = records.iter().map(|u| u.id.as_str()).collect();
-            let keep = serde_json::to_string(&keep).map_err(std::io::Error::from)?;
-            report.deleted = tx.execute(
-                "DELETE FROM users WHERE id NOT IN (SELECT value FROM json_each(?1))",
-                [keep],
-            )?;
+            let keep: Vec<UserId> = records.iter().map(|u| u.id.clone()).collect();
+            report.deleted = ops.delete_users_except(&keep)?;
         }
-    }
-    tx.commit()?;
-    Ok(report)
+        Ok(report)
+    })
 }
 
-/// A stored row as it is in the table, to tell an identical record from a changed one.
-struct Stored {
-    username: String,
-    email: String,
-    password_hash: String,
-    is_active: bool,
-    scope: String,
-    plan: String,
-    vendor: Option<String>,
-    metadata: String,
-    created: i64,
-    mtime: i64,
-}
-
-impl Stored {
-    fn same_as(&self, u: &User) -> bool {
-        self.username == u.username
-            && self.email == u.email
-            && self.password_hash == u.password_hash.0
-            && self.is_active == u.is_active
-            && self.plan == u.plan
-            && self.vendor == u.vendor
-            && self.created == u.created
-            && self.mtime == u.mtime
-            && serde_json::from_str::<Vec<String>>(&self.scope).is_ok_and(|s| s == u.scope)
-            // Objects compare by content, not key order.
-            && serde_json::from_str::<Value>(&self.metadata).is_ok_and(|m| m == u.metadata)
-    }
+/// Every stored field equal (metadata objects by content, not key order).
+fn same_record(a: &User, b: &User) -> bool {
+    a.id == b.id
+        && a.username == b.username
+        && a.email == b.email
+        && a.password_hash == b.password_hash
+        && a.is_active == b.is_active
+        && a.scope == b.scope
+        && a.plan == b.plan
+        && a.vendor == b.vendor
+        && a.metadata == b.metadata
+        && a.created == b.created
+        && a.mtime == b.mtime
 }
 
 #[cfg(test)]

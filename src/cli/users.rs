@@ -4,11 +4,11 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use rusqlite::TransactionBehavior;
 use serde_json::{Value, json};
 
 use super::{CliError, CliResult, confirm, find_user, format_time, password_or_stdin, write_table};
-use crate::db::users::{self, Filter, ListQuery, SORT_FIELDS, User};
+use crate::db::StoreError;
+use crate::db::users::{self, Filter, ListQuery, SORT_FIELDS, SortKey, User};
 use crate::domain::{Email, Password, UserId, Username, check_label};
 use crate::fixtures;
 use crate::settings::Settings;
@@ -132,7 +132,7 @@ pub fn run(settings: &Settings, command: UsersCommand, out: &mut dyn Write) -> C
     }
 }
 
-fn arg_err(flag: &str) -> impl Fn(crate::error::ApiError) -> CliError + '_ {
+fn arg_err(flag: &str) -> impl Fn(crate::domain::Invalid) -> CliError + '_ {
     move |e| CliError::usage(format!("{flag}: {e}"))
 }
 
@@ -167,13 +167,18 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
     let password = password_or_stdin(a.password, "Password")?;
     let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
 
-    let pool = super::connect(settings)?;
-    let conn = pool.get()?;
+    let store = super::connect(settings)?;
     // Checked before paying for the hash; the unique indexes still decide a race.
-    if let Some(conflict) = users::taken(&conn, username.as_str(), email.as_str())? {
-        return Err(conflict.into());
+    let (taken, id_taken) = store.read_blocking(|ops| {
+        Ok((
+            ops.taken(username.as_str(), email.as_str())?,
+            ops.find_by_id(&id)?.is_some(),
+        ))
+    })?;
+    if let Some(taken) = taken {
+        return Err(StoreError::Taken(taken).into());
     }
-    if users::find_by_id(&conn, &id)?.is_some() {
+    if id_taken {
         return Err(CliError::failure(format!(
             "a user with id {id} already exists"
         )));
@@ -194,7 +199,7 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
                 .or_else(|| settings.tenant.default_user_vendor.clone()),
         )
     };
-    users::insert(&conn, &user)?;
+    store.write_blocking(|ops| ops.insert_user(&user))?;
     write_user(out, &user, a.json)
 }
 
@@ -227,7 +232,7 @@ pub fn parse_filter(text: &str) -> CliResult<Filter> {
 }
 
 /// Parses `field`, `field:1` or `field:-1`.
-pub fn parse_sort(text: &str) -> CliResult<(&'static str, bool)> {
+pub fn parse_sort(text: &str) -> CliResult<(SortKey, bool)> {
     let (field, dir) = text.split_once(':').unwrap_or((text, "1"));
     let ascending = match dir {
         "1" => true,
@@ -258,7 +263,7 @@ fn list(settings: &Settings, a: ListArgs, out: &mut dyn Write) -> CliResult {
         offset: a.offset,
         sort: match &a.sort {
             Some(s) => parse_sort(s)?,
-            None => ("created", true),
+            None => (SortKey::Created, true),
         },
         pattern: a.pattern.filter(|p| !p.is_empty()),
         filters: a
@@ -267,8 +272,8 @@ fn list(settings: &Settings, a: ListArgs, out: &mut dyn Write) -> CliResult {
             .map(|f| parse_filter(f))
             .collect::<CliResult<_>>()?,
     };
-    let pool = super::connect_existing(settings)?;
-    let found = users::list(&*pool.get()?, &query)?;
+    let store = super::connect_existing(settings)?;
+    let found = store.read_blocking(|ops| ops.list_users(&query))?;
     if a.json {
         let public: Vec<_> = found.iter().map(User::public).collect();
         serde_json::to_writer_pretty(&mut *out, &public).map_err(std::io::Error::from)?;
@@ -333,21 +338,20 @@ fn write_user(out: &mut dyn Write, u: &User, as_json: bool) -> CliResult {
 }
 
 fn show(settings: &Settings, a: ShowArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect_existing(settings)?;
-    let user = find_user(&*pool.get()?, &a.user)?;
+    let store = super::connect_existing(settings)?;
+    let user = find_user(&store, &a.user)?;
     write_user(out, &user, a.json)
 }
 
 fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) -> CliResult {
     // The user first, so nobody types a password for nothing.
-    let pool = super::connect_existing(settings)?;
-    let conn = pool.get()?;
-    let user = find_user(&conn, &a.user)?;
+    let store = super::connect_existing(settings)?;
+    let user = find_user(&store, &a.user)?;
     let password = password_or_stdin(a.password, "New password")?;
     let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
     let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
         .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
-    if !users::set_password_hash(&conn, &user.id, &hash)? {
+    if !store.write_blocking(|ops| ops.set_password_hash(&user.id, &hash, users::now_ms()))? {
         return Err(CliError::failure(format!(
             "user {} was deleted meanwhile",
             user.id
@@ -363,10 +367,9 @@ fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) ->
 }
 
 fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect_existing(settings)?;
-    let conn = pool.get()?;
-    let user = find_user(&conn, &a.user)?;
-    if !users::delete(&conn, &user.id)? {
+    let store = super::connect_existing(settings)?;
+    let user = find_user(&store, &a.user)?;
+    if !store.write_blocking(|ops| ops.delete_user(&user.id))? {
         return Err(CliError::failure(format!(
             "user {} was deleted meanwhile",
             user.id
@@ -382,18 +385,17 @@ fn delete(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult 
 }
 
 fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
-    let pool = super::connect(settings)?;
-    let mut conn = pool.get()?;
+    let store = super::connect(settings)?;
     if !a.yes {
-        let keep = fixtures::stored_ids(&conn, &settings.users)?;
-        let total = users::count(&conn, &ListQuery::default())?;
-        let kept = keep
-            .iter()
-            .map(|id| users::find_by_id(&conn, id).map(|u| u.is_some()))
-            .collect::<Result<Vec<bool>, _>>()?
-            .into_iter()
-            .filter(|&found| found)
-            .count() as u64;
+        let (total, kept) = store.read_blocking(|ops| {
+            let keep = fixtures::stored_ids(ops, &settings.users)?;
+            let total = ops.count_users(&ListQuery::default())?;
+            let mut kept = 0u64;
+            for id in &keep {
+                kept += u64::from(ops.find_by_id(id)?.is_some());
+            }
+            Ok((total, kept))
+        })?;
         let doomed = total.saturating_sub(kept);
         if doomed > 0
             && !confirm(&format!(
@@ -406,14 +408,12 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
             return Ok(());
         }
     }
-    // Immediate: the transaction reads before it writes, and a deferred one could not then
-    // wait for the server's writer (SQLite answers busy at once on that upgrade).
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let keep = fixtures::stored_ids(&tx, &settings.users)?;
-    let removed = users::delete_all_except(&tx, &keep)?;
-    tx.commit()?;
+    let removed = store.write_blocking(|ops| {
+        let keep = fixtures::stored_ids(ops, &settings.users)?;
+        ops.delete_users_except(&keep)
+    })?;
     let report = fixtures::apply(
-        &mut conn,
+        &store,
         &settings.users,
         settings.auth.bcrypt_cost,
         settings.tenant.default_user_vendor.as_deref(),

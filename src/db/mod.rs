@@ -1,374 +1,332 @@
-//! SQLite: the pool, per-connection tuning, migrations and small key/value metadata.
+//! The store: the one way the rest of the server reaches users, metadata and any later table.
+//!
+//! [`Store`] is what routes, sign-in, fixtures and commands hold. It runs work given as a
+//! closure over [`Ops`] (the operations one connection or transaction offers) on a [`Backend`].
+//! A backend is a trait object rather than an enum so that a second one (PostgreSQL) is one new
+//! module implementing two traits, with no match to extend anywhere else; the indirect call
+//! costs nanoseconds next to a query. The only backend today is SQLite ([`sqlite`]), and what
+//! makes it fast (a read on the calling worker when a connection is free, the commit counter
+//! and wal-index watch behind the `GET /user` memory) stays inside it.
+//!
+//! Errors are the store's own ([`StoreError`]); `crate::error` turns them into HTTP answers.
 
-pub mod cache;
+pub mod memory;
+mod sqlite;
 pub mod users;
 
+use std::fmt;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::Context;
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OptionalExtension};
-
-use crate::error::ApiError;
+use crate::domain::UserId;
 use crate::settings::DatabaseSettings;
+use users::{ListQuery, User};
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-
-/// How long a writer waits for another writer (the server, or the CLI on the same file).
-pub const BUSY_TIMEOUT_MS: u32 = 5_000;
-
-/// One step of the schema: SQL, or Rust where a value has to be computed for each row.
-enum Migration {
-    Sql(&'static str),
-    Rust(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+/// Which unique field a write collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Username,
+    Email,
+    Id,
 }
 
-/// Each entry moves the schema one version up; `PRAGMA user_version` records how far it went.
-const MIGRATIONS: &[Migration] = &[
-    Migration::Sql(
-        r#"
-    CREATE TABLE users (
-        id            TEXT PRIMARY KEY NOT NULL,
-        username      TEXT NOT NULL UNIQUE,
-        email         TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        is_active     INTEGER NOT NULL DEFAULT 0,
-        scope         TEXT NOT NULL DEFAULT '["user"]',
-        plan          TEXT NOT NULL DEFAULT 'free',
-        vendor        TEXT,
-        metadata      TEXT NOT NULL DEFAULT '{}',
-        created       INTEGER NOT NULL,
-        mtime         INTEGER NOT NULL
-    ) STRICT;
-    CREATE INDEX users_created ON users (created);
-    CREATE TABLE meta (
-        key   TEXT PRIMARY KEY NOT NULL,
-        value TEXT NOT NULL
-    ) STRICT;
-"#,
-    ),
-    // Emails are unique without regard to case: `email_key` is the address in lower case
-    // (Unicode's rules, computed here, not by SQLite's ASCII-only `lower`).
-    Migration::Rust(add_email_keys),
-];
-
-/// Fills `email_key` for existing users and makes it unique. Where an older database holds
-/// addresses that differ only in case, the first created keeps the plain key and the others
-/// get one marked with their id: nothing is lost, they stay reachable by id and username, and
-/// the log names them so the operator can change their emails.
-fn add_email_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch("ALTER TABLE users ADD COLUMN email_key TEXT NOT NULL DEFAULT ''")?;
-    let rows: Vec<(String, String)> = {
-        let mut stmt = tx.prepare("SELECT id, email FROM users ORDER BY created, id")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let mut update = tx.prepare("UPDATE users SET email_key = ?2 WHERE id = ?1")?;
-    for (id, email) in rows {
-        let mut key = crate::domain::Email::key_of(&email);
-        if !seen.insert(key.clone()) {
-            log::warn!(
-                "user {id}: its email differs only in case from an earlier user's; sign-in by email finds the earlier one (change this user's email to fix it)"
-            );
-            key = format!("{key}#{id}");
+impl Taken {
+    /// What a client is told (the engine's wording for the first two).
+    pub fn message(self) -> &'static str {
+        match self {
+            Taken::Username => "Username already taken",
+            Taken::Email => "Email already taken",
+            Taken::Id => "A user with this id already exists",
         }
-        update.execute([&id, &key])?;
     }
-    tx.execute_batch("CREATE UNIQUE INDEX users_email_key ON users (email_key)")
 }
 
-/// Settings every pooled connection gets. `synchronous = FULL` makes each commit durable
-/// before the request is answered: a success survives `kill -9` and power loss alike.
-fn tune(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!(
-        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-         PRAGMA foreign_keys = ON;
-         PRAGMA synchronous = FULL;"
-    ))?;
-    cache::count_commits(conn)
+/// What can go wrong in the store, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique field already belongs to another record.
+    #[error("{}", .0.message())]
+    Taken(Taken),
+    /// The user the operation is about is not stored.
+    #[error("not found")]
+    NotFound,
+    /// The database cannot answer now (busy, locked, no connection in time); worth a retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// What is stored cannot be read (a damaged file, a row that does not parse).
+    #[error("database corrupt: {0}")]
+    Corrupt(String),
+    /// The caller's work failed and its transaction was rolled back (its own error is
+    /// returned to it; this value never leaves [`Store`]).
+    #[error("rolled back")]
+    RolledBack,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-/// Opens (creating if missing, mode 0600) and migrates the database.
-pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let pool = if settings.is_memory() {
-        // One connection holds the in-memory database for the life of the process: every
-        // request shares it, and it is gone at exit.
-        r2d2::Pool::builder()
-            .max_size(1)
-            .min_idle(Some(1))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .build(SqliteConnectionManager::memory().with_init(tune))?
-    } else {
-        let path = Path::new(&settings.path);
-        create_private(path)?;
-        tighten_mode(path);
-        let manager = SqliteConnectionManager::file(path).with_init(tune);
-        let pool = r2d2::Pool::builder()
-            .max_size(settings.pool_size)
-            .min_idle(Some(1))
-            // A SQLite connection does not go stale like a network one; r2d2's default check
-            // runs a statement on every checkout, which costs more than the lookup it guards.
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(10))
-            .build(manager)
-            .with_context(|| format!("cannot open database {}", path.display()))?;
-        // WAL lets readers go on while one writer commits; it is a property of the file.
-        let conn = pool.get()?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            log::warn!("database {} is not in WAL mode ({mode})", path.display());
+impl StoreError {
+    pub fn other(e: impl Into<anyhow::Error>) -> Self {
+        StoreError::Other(e.into())
+    }
+}
+
+/// How a user is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    Id(&'a UserId),
+    Username(&'a str),
+    /// Compared without regard to case (`Email::key_of`).
+    Email(&'a str),
+}
+
+/// What one connection (or one transaction) of a backend can do.
+pub trait Ops {
+    fn find_user(&mut self, by: Lookup<'_>) -> Result<Option<User>, StoreError>;
+    /// Fails with [`StoreError::Taken`] when the id, username or email is someone's.
+    fn insert_user(&mut self, user: &User) -> Result<(), StoreError>;
+    /// Writes every field of `user` over the stored user with its id; false when none is.
+    fn replace_user(&mut self, user: &User) -> Result<bool, StoreError>;
+    /// Sets a password hash and mtime; false when the user is not stored.
+    fn set_password_hash(
+        &mut self,
+        id: &UserId,
+        hash: &str,
+        mtime: i64,
+    ) -> Result<bool, StoreError>;
+    /// False when the user was not stored.
+    fn delete_user(&mut self, id: &UserId) -> Result<bool, StoreError>;
+    /// Deletes every user whose id is not in `keep`; how many went.
+    fn delete_users_except(&mut self, keep: &[UserId]) -> Result<usize, StoreError>;
+    fn list_users(&mut self, q: &ListQuery) -> Result<Vec<User>, StoreError>;
+    /// How many users match `q`'s pattern and filters (its order and page do not matter).
+    fn count_users(&mut self, q: &ListQuery) -> Result<u64, StoreError>;
+    /// Every user in creation order, one at a time.
+    fn each_user(
+        &mut self,
+        each: &mut dyn FnMut(User) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Stores `value` under `key` unless a value is there; answers the stored one.
+    fn meta_or_insert(&mut self, key: &str, value: &str) -> Result<String, StoreError>;
+}
+
+impl dyn Ops + '_ {
+    pub fn find_by_id(&mut self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.find_user(Lookup::Id(id))
+    }
+
+    pub fn find_by_username(&mut self, username: &str) -> Result<Option<User>, StoreError> {
+        self.find_user(Lookup::Username(username))
+    }
+
+    pub fn find_by_email(&mut self, email: &str) -> Result<Option<User>, StoreError> {
+        self.find_user(Lookup::Email(email))
+    }
+
+    /// The user a person names: by id, else username, else email.
+    pub fn find_by_any(&mut self, key: &str) -> Result<Option<User>, StoreError> {
+        if let Ok(id) = UserId::parse(key)
+            && let Some(user) = self.find_by_id(&id)?
+        {
+            return Ok(Some(user));
         }
-        pool
-    };
-    migrate(&mut *pool.get()?)?;
-    Ok(pool)
+        if let Some(user) = self.find_by_username(key)? {
+            return Ok(Some(user));
+        }
+        self.find_by_email(key)
+    }
+
+    /// The user with this id, or [`StoreError::NotFound`].
+    pub fn get(&mut self, id: &UserId) -> Result<User, StoreError> {
+        self.find_by_id(id)?.ok_or(StoreError::NotFound)
+    }
+
+    /// Which of username and email is someone's already (checked before paying for a hash;
+    /// the unique indexes still decide races).
+    pub fn taken(&mut self, username: &str, email: &str) -> Result<Option<Taken>, StoreError> {
+        if self.find_by_username(username)?.is_some() {
+            return Ok(Some(Taken::Username));
+        }
+        if self.find_by_email(email)?.is_some() {
+            return Ok(Some(Taken::Email));
+        }
+        Ok(None)
+    }
+
+    /// The token secret kept in the store: `fresh` the first time, the same value after.
+    pub fn jwt_secret(&mut self, fresh: &str) -> Result<String, StoreError> {
+        self.meta_or_insert(JWT_SECRET_KEY, fresh)
+    }
 }
 
-/// An existing database file (and its -wal and -shm) that others may read holds every
-/// password hash and, unless set elsewhere, the token secret: made owner-only, with a warning.
-fn tighten_mode(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.as_os_str().to_owned();
-            file.push(suffix);
-            let file = Path::new(&file);
-            let Ok(meta) = std::fs::metadata(file) else {
-                continue;
-            };
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
-                    Ok(()) => log::warn!(
-                        "database file {} had mode {mode:o}; set to 600 (it holds password hashes)",
-                        file.display()
-                    ),
-                    Err(e) => log::warn!(
-                        "database file {} has mode {mode:o} (others can read password hashes) and cannot be changed: {e}",
-                        file.display()
-                    ),
+/// The metadata key of the token secret.
+pub const JWT_SECRET_KEY: &str = "jwt_secret";
+
+/// A closure given to a backend: runs on one connection or transaction.
+pub type Work<'a> = &'a mut dyn FnMut(&mut dyn Ops) -> Result<(), StoreError>;
+
+/// A database the store can run on. Every method blocks; [`Store`] moves them off the
+/// request workers.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Runs `work` on a connection, each statement seeing committed data.
+    fn read(&self, work: Work<'_>) -> Result<(), StoreError>;
+    /// Runs `work` in one transaction, committed (durably) when it returns `Ok`, rolled back
+    /// otherwise.
+    fn write(&self, work: Work<'_>) -> Result<(), StoreError>;
+    /// [`Backend::read`], but only if it needs no waiting at all (a free connection, no lock to
+    /// wait for): `None`, or [`StoreError::Unavailable`], when it would wait. Short reads are
+    /// cheaper done in place than handed to another thread.
+    fn read_now(&self, _work: Work<'_>) -> Option<Result<(), StoreError>> {
+        None
+    }
+    /// A value that changes with every committed change, by anyone; `None` when that cannot be
+    /// told (then nothing is remembered between requests).
+    fn version(&self) -> Option<memory::Version> {
+        None
+    }
+}
+
+/// The store: a backend, and the memory of `GET /user` answers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    answers: Arc<memory::Answers>,
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the database the settings name.
+    pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::new(sqlite::Sqlite::open(settings)?);
+        let answers = memory::Answers::new(backend.version().is_some());
+        Ok(Self {
+            backend,
+            answers: Arc::new(answers),
+        })
+    }
+
+    /// Runs `work` and answers what it answers; blocks (commands, start-up).
+    pub fn read_blocking<T>(
+        &self,
+        mut work: impl FnMut(&mut dyn Ops) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.backend.read(&mut |ops| {
+            out = Some(work(ops)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::other(anyhow::anyhow!("read gave no answer")))
+    }
+
+    /// Runs `work` in one transaction: committed when it answers `Ok`, rolled back when it
+    /// answers its own error (which is returned) or the store fails; blocks.
+    pub fn write_blocking<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut dyn Ops) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut work = Some(work);
+        let mut out: Option<Result<T, E>> = None;
+        let done = self.backend.write(&mut |ops| {
+            let work = work
+                .take()
+                .ok_or_else(|| StoreError::other(anyhow::anyhow!("write work ran twice")))?;
+            match work(ops) {
+                Ok(t) => {
+                    out = Some(Ok(t));
+                    Ok(())
                 }
+                Err(e) => {
+                    out = Some(Err(e));
+                    Err(StoreError::RolledBack)
+                }
+            }
+        });
+        match (done, out) {
+            (Ok(()), Some(answer)) | (Err(StoreError::RolledBack), Some(answer @ Err(_))) => answer,
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), None) => {
+                Err(StoreError::other(anyhow::anyhow!("write gave no answer")).into())
             }
         }
     }
-}
 
-/// Creates the database file readable only by its owner (SQLite gives its -wal and -shm files
-/// the same permissions), or checks that the existing one is a SQLite database, so a wrong
-/// path fails at once with one line instead of the pool retrying for seconds.
-fn create_private(path: &Path) -> anyhow::Result<()> {
-    use std::fs::OpenOptions;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let shown = path.display();
-    if path.is_dir() {
-        anyhow::bail!("database {shown} is a directory; database.path (or --db) names a file");
-    }
-    if path.exists() {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open database {shown}"))?;
-        return conn
-            .query_row("PRAGMA schema_version", [], |_| Ok(()))
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::NotADatabase =>
-                {
-                    anyhow::anyhow!("database {shown} is not a SQLite database (wrong file?)")
-                }
-                e => anyhow::anyhow!("cannot read database {shown}: {e}"),
-            });
-    }
-    // A missing directory is most likely a typo: creating it would start an empty tenant.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
-        anyhow::bail!(
-            "cannot create database {shown}: the directory {} does not exist (create it first)",
-            dir.display()
-        );
-    }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    match options.open(path) {
-        Ok(_) => {
-            // A relative database.path is relative to the current directory: a command run
-            // elsewhere makes a second database with its own secret. Say where it went.
-            let full = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-            log::warn!("created a new, empty database at {}", full.display());
+    /// [`Store::read_blocking`] for a request: in place when the backend can do it without
+    /// waiting, else on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        mut work: impl FnMut(&mut dyn Ops) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        match self.backend.read_now(&mut |ops| {
+            out = Some(work(ops)?);
             Ok(())
+        }) {
+            Some(Ok(())) => {
+                if let Some(answer) = out {
+                    return Ok(answer);
+                }
+            }
+            None | Some(Err(StoreError::Unavailable(_))) => {}
+            Some(Err(e)) => return Err(e),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create database {shown}")),
+        let store = self.clone();
+        blocking(move || store.read_blocking(work)).await?
+    }
+
+    /// [`Store::write_blocking`] for a request, on the blocking pool.
+    pub async fn write<T, E>(
+        &self,
+        work: impl FnOnce(&mut dyn Ops) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        blocking(move || store.write_blocking(work)).await?
+    }
+
+    /// The user with this id, or [`StoreError::NotFound`].
+    pub async fn user(&self, id: UserId) -> Result<User, StoreError> {
+        self.read(move |ops| ops.get(&id)).await
+    }
+
+    /// The public JSON of a user (`GET /user`), remembered while nothing is committed.
+    pub async fn public_user_json(&self, id: &UserId) -> Result<bytes::Bytes, StoreError> {
+        let seen = self.backend.version();
+        if let Some(body) = seen.and_then(|v| self.answers.remembered(id, v)) {
+            return Ok(body);
+        }
+        let user = self.user(id.clone()).await?;
+        let body =
+            bytes::Bytes::from(serde_json::to_vec(&user.public()).map_err(StoreError::other)?);
+        if let Some(seen) = seen
+            && self.backend.version() == Some(seen)
+        {
+            self.answers.put(id.clone(), seen, body.clone());
+        }
+        Ok(body)
+    }
+
+    /// Whether `GET /user` answers are remembered (the backend can tell when they go stale).
+    pub fn remembers_answers(&self) -> bool {
+        self.answers.is_on()
     }
 }
 
-/// Brings the schema up to date. Each step runs in an immediate transaction that re-reads
-/// the version inside it, so two processes opening a new file at once (the server and the
-/// CLI) cannot both run the same step.
-pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            anyhow::bail!(
-                "the database has schema version {version}, newer than this appmixer-auth knows ({}); use a newer build",
-                MIGRATIONS.len()
-            );
-        }
-        let Some(step) = MIGRATIONS.get(version) else {
-            return Ok(());
-        };
-        match step {
-            Migration::Sql(sql) => tx.execute_batch(sql)?,
-            Migration::Rust(f) => f(&tx)?,
-        }
-        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
-        tx.commit()?;
-        log::info!("database schema migrated to version {}", version + 1);
-    }
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(StoreError::other)
 }
 
-/// The token secret kept in the database: generated once (32 random bytes, hex) and reused, so
-/// tokens survive restarts.
-pub fn stored_jwt_secret(conn: &Connection) -> anyhow::Result<String> {
-    let fresh = crate::secret::fresh();
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('jwt_secret', ?1)",
-        [&fresh],
-    )?;
-    conn.query_row("SELECT value FROM meta WHERE key = 'jwt_secret'", [], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .context("jwt secret missing after insert")
+/// A consistent copy of the live database into a new file `to`; how many users it holds.
+pub fn backup(settings: &DatabaseSettings, to: &Path) -> Result<u64, StoreError> {
+    sqlite::backup(Path::new(&settings.path), to)
 }
 
-/// Replaces the token secret kept in the database (`rotate-secret`).
-pub fn replace_jwt_secret(conn: &Connection, secret: &str) -> anyhow::Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('jwt_secret', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [secret],
-    )?;
-    Ok(())
-}
-
-/// Runs `work` with a pooled connection on the blocking thread pool: one hop per request,
-/// and the connection is back in the pool before any bcrypt work starts.
-pub async fn run<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
-{
-    let pool = pool.clone();
-    actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(ApiError::internal)?;
-        work(&mut conn)
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-/// Runs a short read (a lookup by key: microseconds) on the calling worker when a pooled
-/// connection is free at once; the hop to the blocking pool costs more than such a read.
-/// A worker never waits: when the pool is busy, or the read would have to wait for a lock
-/// (another process recovering the file, say), it is done again through [`run`].
-pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: Fn(&mut Connection) -> Result<T, ApiError> + Send + 'static,
-{
-    if let Some(mut conn) = pool.try_get() {
-        let answer = conn
-            .busy_timeout(Duration::ZERO)
-            .map_err(ApiError::internal)
-            .and_then(|()| work(&mut conn));
-        // sqlite3_busy_timeout cannot fail on an open connection.
-        let _ = conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS.into()));
-        if !matches!(answer, Err(ApiError::Internal(_))) {
-            return answer;
-        }
-    }
-    run(pool, work).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn processes_opening_a_new_file_at_once_migrate_it_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let settings = DatabaseSettings {
-            path: dir.path().join("race.db").to_string_lossy().into_owned(),
-            pool_size: 2,
-        };
-        let opened: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..6)
-                .map(|_| s.spawn(|| open(&settings).map(|_| ())))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .collect()
-        });
-        for result in opened {
-            result.expect("every opener succeeds");
-        }
-        let pool = open(&settings).expect("reopen");
-        let version: i64 = pool
-            .get()
-            .expect("conn")
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, MIGRATIONS.len() as i64);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn an_existing_database_that_others_can_read_is_made_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("open.db");
-        std::fs::write(&path, b"").expect("file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let settings = DatabaseSettings {
-            path: path.to_string_lossy().into_owned(),
-            pool_size: 1,
-        };
-        open(&settings).expect("open");
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-    }
-
-    #[test]
-    fn the_email_key_migration_keeps_case_variant_duplicates_apart() {
-        let mut conn = Connection::open_in_memory().expect("db");
-        // Version 1 only, with two emails that differ only in case.
-        let tx = conn.transaction().expect("tx");
-        if let Migration::Sql(sql) = &MIGRATIONS[0] {
-            tx.execute_batch(sql).expect("v1");
-        }
-        tx.pragma_update(None, "user_version", 1).expect("version");
-        tx.execute_batch(
-            "INSERT INTO users (id, username, email, password_hash, created, mtime) VALUES
-               ('5c88c7cc04a917256c726c3d', 'a', 'Ann@example.com', 'x', 1, 1),
-               ('5c88c7cc04a917256c726c3e', 'b', 'ann@example.com', 'x', 2, 2);",
-        )
-        .expect("rows");
-        tx.commit().expect("commit");
-        migrate(&mut conn).expect("migrate");
-        let first = users::find_by_email(&conn, "ANN@example.com")
-            .expect("lookup")
-            .expect("found");
-        assert_eq!(first.username, "a", "the first created keeps the address");
-        assert!(users::find_by_username(&conn, "b").expect("b").is_some());
-    }
-}
+/// How long a writer waits for another writer (the server, or a command on the same file).
+pub use sqlite::BUSY_TIMEOUT_MS;

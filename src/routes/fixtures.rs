@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use crate::auth::token::{LATEST_CLOCK_SECS, ServerClock};
 use crate::body::JsonObject;
-use crate::db::{self, users};
+use crate::db::users;
 use crate::error::ApiError;
 use crate::fixtures::{self, FixtureUser};
 use crate::routes::json_ok;
 use crate::settings::Timespan;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn invalid(message: String) -> ApiError {
     ApiError::Validation {
@@ -111,19 +111,22 @@ fn is_loopback_authority(authority: &str) -> bool {
 pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     guard(&req, &state)?;
     let st = state.clone();
-    let n = db::run(&state.pool, move |conn| {
+    let n = blocking(move || {
         let declared = &st.settings.users;
-        let tx = conn.transaction().map_err(ApiError::internal)?;
-        users::delete_all_except(&tx, &fixtures::stored_ids(&tx, declared)?)?;
-        tx.commit().map_err(ApiError::internal)?;
+        st.store.write_blocking(|ops| {
+            let keep = fixtures::stored_ids(ops, declared)?;
+            ops.delete_users_except(&keep)
+        })?;
         fixtures::apply(
-            conn,
+            &st.store,
             declared,
             st.settings.auth.bcrypt_cost,
             st.settings.tenant.default_user_vendor.as_deref(),
         )
         .map_err(fixture_error)?;
-        users::count(conn, &users::ListQuery::default())
+        Ok(st
+            .store
+            .read_blocking(|ops| ops.count_users(&users::ListQuery::default()))?)
     })
     .await?;
     // A fresh start: the brute-force counters go too.
@@ -161,19 +164,21 @@ pub async fn batch(
     }
     fixtures::validate(&batch).map_err(invalid)?;
     let st = state.clone();
-    let stored = db::run(&state.pool, move |conn| {
+    let stored = blocking(move || {
         fixtures::apply(
-            conn,
+            &st.store,
             &batch,
             st.settings.auth.bcrypt_cost,
             st.settings.tenant.default_user_vendor.as_deref(),
         )
         .map_err(fixture_error)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for f in &batch {
-            out.extend(fixtures::stored(conn, f)?);
-        }
-        Ok(out)
+        Ok(st.store.read_blocking(|ops| {
+            let mut out = Vec::with_capacity(batch.len());
+            for f in &batch {
+                out.extend(fixtures::stored(ops, f)?);
+            }
+            Ok(out)
+        })?)
     })
     .await?;
     let public: Vec<_> = stored.iter().map(users::User::public).collect();
@@ -258,4 +263,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/_fixtures/limits/reset",
             web::post().to(reset_limits),
         ));
+}
+
+/// Runs blocking work (bcrypt, the store) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(work).await.map_err(ApiError::internal)?
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::routes::json_ok;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /`: the engine's version, which the SDK compares with its own.
 pub async fn version(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -49,10 +49,10 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let Some(metrics) = &state.metrics else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
-    let users = crate::db::run(&state.pool, |conn| {
-        crate::db::users::count(conn, &crate::db::users::ListQuery::default())
-    })
-    .await?;
+    let users = state
+        .store
+        .read(|ops| ops.count_users(&crate::db::users::ListQuery::default()))
+        .await?;
     let body = metrics.render(users, state.hasher.waiting());
     Ok(HttpResponse::Ok()
         .insert_header((

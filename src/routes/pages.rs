@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::routes::{json_ok, meta};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Only the page's own scripts, styles and requests; no inline code, no framing, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -1,18 +1,15 @@
 //! Administration (`admin` scope): list, count, read, update and delete users; passwords.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::auth::extractor::{AdminUser, AuthUser};
 use crate::body::JsonObject;
-use crate::db::{self, users};
-use crate::domain::{Email, Object, Password, UserId, check_label, required_str};
+use crate::db::{StoreError, users};
+use crate::domain::{Email, Invalid, Object, Password, UserId, check_label, required_str};
 use crate::error::ApiError;
 use crate::routes::json_ok;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most users one page may hold.
 pub const MAX_LIMIT: u32 = 10_000;
@@ -69,7 +66,7 @@ fn list_query(req: &HttpRequest) -> Result<users::ListQuery, ApiError> {
     Ok(q)
 }
 
-fn parse_sort(value: &str) -> Result<(&'static str, bool), ApiError> {
+fn parse_sort(value: &str) -> Result<(users::SortKey, bool), ApiError> {
     let (field, dir) = value.split_once(':').unwrap_or((value, "1"));
     let column = users::SORT_FIELDS
         .iter()
@@ -120,7 +117,7 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = list_query(&req)?;
-    let found = db::run(&state.pool, move |conn| users::list(conn, &q)).await?;
+    let found = state.store.read(move |ops| ops.list_users(&q)).await?;
     let public: Vec<_> = found.iter().map(users::User::public).collect();
     json_ok(&public)
 }
@@ -132,7 +129,7 @@ pub async fn count(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = list_query(&req)?;
-    let n = db::run(&state.pool, move |conn| users::count(conn, &q)).await?;
+    let n = state.store.read(move |ops| ops.count_users(&q)).await?;
     json_ok(&json!({ "count": n }))
 }
 
@@ -142,7 +139,7 @@ pub async fn read(
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users::load(&state.pool, UserId::parse(&path)?).await?;
+    let user = state.store.user(UserId::parse(&path)?).await?;
     json_ok(&user.public())
 }
 
@@ -159,7 +156,7 @@ fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
                     .iter()
                     .map(|v| match v {
                         Value::String(s) => check_label("scope", s).map(|()| s.clone()),
-                        _ => Err(ApiError::field(
+                        _ => Err(Invalid::field(
                             "scope",
                             "\"scope\" must be an array of non-empty strings",
                         )),
@@ -200,40 +197,18 @@ pub async fn update(
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let id = UserId::parse(&path)?;
-    let user = db::run(&state.pool, move |conn| {
-        let mut user = users::get(conn, &id)?;
-        apply_update(&mut user, &body)?;
-        if !users::replace(conn, &user)? {
-            return Err(users::not_found());
-        }
-        Ok(user)
-    })
-    .await?;
+    let user = state
+        .store
+        .write(move |ops| {
+            let mut user = ops.get(&id)?;
+            apply_update(&mut user, &body)?;
+            if !ops.replace_user(&user)? {
+                return Err(StoreError::NotFound.into());
+            }
+            Ok::<_, ApiError>(user)
+        })
+        .await?;
     json_ok(&user.public())
-}
-
-/// Tickets of finished deletions, so `delete-status` can answer; the oldest are forgotten
-/// past a bound.
-#[derive(Debug, Default)]
-pub struct DeleteTickets(Mutex<VecDeque<(String, UserId)>>);
-
-const TICKETS_KEPT: usize = 10_000;
-
-impl DeleteTickets {
-    fn record(&self, user: UserId) -> String {
-        let ticket = uuid::Uuid::new_v4().to_string();
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= TICKETS_KEPT {
-            q.pop_front();
-        }
-        q.push_back((ticket.clone(), user));
-        ticket
-    }
-
-    fn knows(&self, ticket: &str, user: &UserId) -> bool {
-        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().any(|(t, u)| t == ticket && u == user)
-    }
 }
 
 /// `DELETE /users/{id}` → `{"ticket"}`. The deletion is done before the answer.
@@ -244,9 +219,8 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = UserId::parse(&path)?;
     let gone = id.clone();
-    let deleted = db::run(&state.pool, move |conn| users::delete(conn, &gone)).await?;
-    if !deleted {
-        return Err(users::not_found());
+    if !state.store.write(move |ops| ops.delete_user(&gone)).await? {
+        return Err(StoreError::NotFound.into());
     }
     let ticket = state.deletions.record(id);
     json_ok(&json!({ "ticket": ticket }))
@@ -274,11 +248,11 @@ pub async fn reset_password(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(required_str(&body, "email")?)?;
     let password = Password::parse_new("password", required_str(&body, "password")?)?;
-    let user = db::run(&state.pool, move |conn| {
-        users::find_by_email(conn, email.as_str())
-    })
-    .await?
-    .ok_or_else(users::not_found)?;
+    let user = state
+        .store
+        .read(move |ops| ops.find_by_email(email.as_str()))
+        .await?
+        .ok_or(StoreError::NotFound)?;
     set_password(&state, user.id, password).await
 }
 
@@ -291,7 +265,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let old = Password::parse_existing("oldPassword", required_str(&body, "oldPassword")?)?;
     let new = Password::parse_new("newPassword", required_str(&body, "newPassword")?)?;
-    let user = users::load(&state.pool, caller.id).await?;
+    let user = state.store.user(caller.id).await?;
     let address = crate::net::client_ip(&req, &state.trusted_proxies);
     crate::auth::sign_in::check_current_password(&state, &user, old, address).await?;
     set_password(&state, user.id, new).await
@@ -304,12 +278,14 @@ async fn set_password(
     password: Password,
 ) -> Result<HttpResponse, ApiError> {
     let hash = state.hasher.hash(password).await?;
-    let user = db::run(&state.pool, move |conn| {
-        if !users::set_password_hash(conn, &id, &hash)? {
-            return Err(users::not_found());
-        }
-        users::get(conn, &id)
-    })
-    .await?;
+    let user = state
+        .store
+        .write(move |ops| {
+            if !ops.set_password_hash(&id, &hash, users::now_ms())? {
+                return Err(StoreError::NotFound);
+            }
+            ops.get(&id)
+        })
+        .await?;
     json_ok(&user.public())
 }

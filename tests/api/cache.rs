@@ -15,7 +15,7 @@ async fn me(app: &TestApp, token: &str) -> Value {
 async fn a_change_committed_by_another_connection_shows_in_the_next_answer() {
     let app = spawn_with(|_| {}).await;
     assert!(
-        app.state.user_cache.is_on(),
+        app.state.store.remembers_answers(),
         "the database file is in WAL mode, so answers are remembered"
     );
     let (id, token) = app.new_user("carol", "secret-1").await;
@@ -76,7 +76,7 @@ async fn an_in_memory_reset_shows_in_the_next_answer() {
         s.fixtures.api = true;
     })
     .await;
-    assert!(app.state.user_cache.is_on());
+    assert!(app.state.store.remembers_answers());
     let (_, token) = app.new_user("erin", "secret-1").await;
     me(&app, &token).await;
     me(&app, &token).await;

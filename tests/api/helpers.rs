@@ -2,7 +2,7 @@
 
 use actix_web::web;
 use appmixer_auth::settings::{Secret, Settings};
-use appmixer_auth::startup::AppState;
+use appmixer_auth::state::AppState;
 use appmixer_auth::testing::TestServer;
 use base64::Engine;
 use serde_json::{Value, json};

@@ -442,10 +442,11 @@ async fn a_demoted_or_deleted_creator_loses_the_right_at_once_whatever_its_token
     );
     // Deleted: the token names nobody.
     let id = appmixer_auth::domain::UserId::parse(crate::admin::ADMIN_ID).unwrap();
-    appmixer_auth::db::run(&app.state.pool, move |conn| {
-        appmixer_auth::db::users::delete(conn, &id)
-    })
-    .await
-    .unwrap();
+    app.state
+        .store
+        .write(move |ops| ops.delete_user(&id))
+        .await
+        .map_err(|e: appmixer_auth::db::StoreError| e)
+        .unwrap();
     assert_eq!(create("d3").await.unwrap().status(), 404);
 }

@@ -1,0 +1,91 @@
+//! What creating an account through `POST /user` is: who may, the limit on names it reveals,
+//! the hash, the store, the first token.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::auth::extractor::{AuthUser, INSUFFICIENT_SCOPE, MISSING_AUTH};
+use crate::db::StoreError;
+use crate::db::users::User;
+use crate::domain::{Email, Password, UserId, Username};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A checked request for an account.
+#[derive(Debug)]
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+    pub metadata: Value,
+}
+
+/// Creates the user and signs it in: the stored user and a token. 401/403 when
+/// `tenant.api_user_create_scope` asks for a caller with a scope, 409 when a name is taken,
+/// 429 while the address is locked out.
+pub async fn sign_up(
+    state: &AppState,
+    new_user: NewUser,
+    caller: Option<AuthUser>,
+    address: Option<IpAddr>,
+) -> Result<(User, String), ApiError> {
+    let needed = &state.settings.tenant.api_user_create_scope;
+    if !needed.is_empty() {
+        let Some(caller) = caller else {
+            return Err(ApiError::Unauthorized(MISSING_AUTH.into()));
+        };
+        // The stored user's scope, not the token's: a demoted or deleted caller loses the
+        // right at once, as on the admin routes.
+        let stored = state.store.user(caller.id).await?;
+        if !stored.scope.iter().any(|s| needed.contains(s)) {
+            return Err(ApiError::Forbidden(INSUFFICIENT_SCOPE.into()));
+        }
+    }
+    // "Username already taken" tells a client something: such answers count against its
+    // address like failed sign-ins, so names cannot be harvested at thousands a second.
+    if let Some(retry_after) = state.limiter.address_locked(address) {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    let NewUser {
+        username,
+        email,
+        password,
+        metadata,
+    } = new_user;
+    // Refuse a taken name before paying for a hash; the unique indexes still decide races.
+    let (u, e) = (username.clone(), email.clone());
+    if let Some(taken) = state
+        .store
+        .read(move |ops| ops.taken(u.as_str(), e.as_str()))
+        .await?
+    {
+        state.limiter.charge_address(address);
+        return Err(StoreError::Taken(taken).into());
+    }
+    let hash = state.hasher.hash(password).await?;
+    let user = User {
+        metadata,
+        ..User::new(
+            UserId::generate(),
+            username.as_str().to_owned(),
+            email.as_str().to_owned(),
+            hash,
+            state.settings.tenant.default_user_vendor.clone(),
+        )
+    };
+    let user = state
+        .store
+        .write(move |ops| ops.insert_user(&user).map(|()| user))
+        .await
+        .inspect_err(|e| {
+            if matches!(e, StoreError::Taken(_)) {
+                state.limiter.charge_address(address);
+            }
+        })?;
+    let token = state
+        .tokens
+        .issue(user.id.as_str(), &user.scope)
+        .map_err(ApiError::internal)?;
+    Ok((user, token))
+}

@@ -1,0 +1,259 @@
+//! The store's operations in SQL: the `users` and `meta` tables.
+
+use rusqlite::types::Value as V;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::classify;
+use crate::db::users::{Filter, ListQuery, PasswordHash, SortKey, User};
+use crate::db::{Lookup, Ops, StoreError};
+use crate::domain::{Email, UserId};
+
+/// One connection, or one transaction (which derefs to its connection).
+pub struct Conn<'a>(pub &'a Connection);
+
+const COLUMNS: &str =
+    "id, username, email, password_hash, is_active, scope, plan, vendor, metadata, created, mtime";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let id: String = row.get(0)?;
+    let scope: String = row.get(5)?;
+    let metadata: String = row.get(8)?;
+    let bad = |i, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+    };
+    Ok(User {
+        id: UserId::parse(&id).map_err(|e| bad(0, e.to_string().into()))?,
+        username: row.get(1)?,
+        email: row.get(2)?,
+        password_hash: PasswordHash(row.get(3)?),
+        is_active: row.get(4)?,
+        scope: serde_json::from_str(&scope).map_err(|e| bad(5, Box::new(e)))?,
+        plan: row.get(6)?,
+        vendor: row.get(7)?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| bad(8, Box::new(e)))?,
+        created: row.get(9)?,
+        mtime: row.get(10)?,
+    })
+}
+
+/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`), then the
+/// email's key (`?12`).
+fn values(user: &User) -> Result<[V; 12], StoreError> {
+    let scope = serde_json::to_string(&user.scope).map_err(StoreError::other)?;
+    let metadata = serde_json::to_string(&user.metadata).map_err(StoreError::other)?;
+    Ok([
+        V::Text(user.id.as_str().to_owned()),
+        V::Text(user.username.clone()),
+        V::Text(user.email.clone()),
+        V::Text(user.password_hash.0.clone()),
+        V::Integer(i64::from(user.is_active)),
+        V::Text(scope),
+        V::Text(user.plan.clone()),
+        user.vendor.clone().map_or(V::Null, V::Text),
+        V::Text(metadata),
+        V::Integer(user.created),
+        V::Integer(user.mtime),
+        V::Text(Email::key_of(&user.email)),
+    ])
+}
+
+fn column(key: SortKey) -> &'static str {
+    match key {
+        SortKey::Created => "created",
+        SortKey::Mtime => "mtime",
+        SortKey::Username => "username",
+        SortKey::Email => "email",
+        SortKey::Id => "id",
+        SortKey::Plan => "plan",
+        SortKey::IsActive => "is_active",
+        SortKey::Vendor => "vendor",
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The WHERE clause and its parameters for a query's pattern and filters.
+fn where_clause(q: &ListQuery) -> (String, Vec<V>) {
+    let mut parts = Vec::new();
+    let mut args: Vec<V> = Vec::new();
+    if let Some(p) = &q.pattern {
+        args.push(V::Text(format!("%{}%", escape_like(p))));
+        let n = args.len();
+        parts.push(format!(
+            "(username LIKE ?{n} ESCAPE '\\' OR email LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    for f in &q.filters {
+        let (sql, arg) = match f {
+            Filter::Scope(s) => (
+                "EXISTS (SELECT 1 FROM json_each(users.scope) WHERE json_each.value = ?N)",
+                V::Text(s.clone()),
+            ),
+            Filter::Plan(s) => ("plan = ?N", V::Text(s.clone())),
+            Filter::Vendor(s) => ("vendor = ?N", V::Text(s.clone())),
+            Filter::IsActive(b) => ("is_active = ?N", V::Integer(i64::from(*b))),
+            Filter::Username(s) => ("username = ?N", V::Text(s.clone())),
+            Filter::Email(s) => ("email_key = ?N", V::Text(Email::key_of(s))),
+        };
+        args.push(arg);
+        parts.push(sql.replace("?N", &format!("?{}", args.len())));
+    }
+    if parts.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", parts.join(" AND ")), args)
+    }
+}
+
+impl Conn<'_> {
+    fn find_one(&self, column: &str, value: &str) -> Result<Option<User>, StoreError> {
+        self.0
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"))
+            .and_then(|mut stmt| stmt.query_row([value], from_row).optional())
+            .map_err(classify)
+    }
+
+    fn change(&self, sql: &str, args: impl rusqlite::Params) -> Result<usize, StoreError> {
+        self.0
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(args))
+            .map_err(classify)
+    }
+}
+
+impl Ops for Conn<'_> {
+    fn find_user(&mut self, by: Lookup<'_>) -> Result<Option<User>, StoreError> {
+        match by {
+            Lookup::Id(id) => self.find_one("id", id.as_str()),
+            Lookup::Username(u) => self.find_one("username", u),
+            Lookup::Email(e) => self.find_one("email_key", &Email::key_of(e)),
+        }
+    }
+
+    fn insert_user(&mut self, user: &User) -> Result<(), StoreError> {
+        self.change(
+            &format!(
+                "INSERT INTO users ({COLUMNS}, email_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            rusqlite::params_from_iter(values(user)?),
+        )?;
+        Ok(())
+    }
+
+    fn replace_user(&mut self, user: &User) -> Result<bool, StoreError> {
+        let n = self.change(
+            "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
+                 scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
+                 email_key = ?12
+             WHERE id = ?1",
+            rusqlite::params_from_iter(values(user)?),
+        )?;
+        Ok(n == 1)
+    }
+
+    fn set_password_hash(
+        &mut self,
+        id: &UserId,
+        hash: &str,
+        mtime: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.change(
+            "UPDATE users SET password_hash = ?2, mtime = ?3 WHERE id = ?1",
+            params![id.as_str(), hash, mtime],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_user(&mut self, id: &UserId) -> Result<bool, StoreError> {
+        Ok(self.change("DELETE FROM users WHERE id = ?1", [id.as_str()])? == 1)
+    }
+
+    fn delete_users_except(&mut self, keep: &[UserId]) -> Result<usize, StoreError> {
+        let keep: Vec<&str> = keep.iter().map(UserId::as_str).collect();
+        let keep = serde_json::to_string(&keep).map_err(StoreError::other)?;
+        self.change(
+            "DELETE FROM users WHERE id NOT IN (SELECT value FROM json_each(?1))",
+            [keep],
+        )
+    }
+
+    fn list_users(&mut self, q: &ListQuery) -> Result<Vec<User>, StoreError> {
+        let (where_sql, mut args) = where_clause(q);
+        let (key, ascending) = q.sort;
+        args.push(V::Integer(i64::from(q.limit)));
+        args.push(V::Integer(i64::from(q.offset)));
+        let n = args.len();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users {where_sql} ORDER BY {column} {dir}, id {dir} LIMIT ?{} OFFSET ?{n}",
+            n - 1,
+            column = column(key),
+            dir = if ascending { "ASC" } else { "DESC" },
+        );
+        let mut stmt = self.0.prepare_cached(&sql).map_err(classify)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), from_row)
+            .map_err(classify)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(classify)
+    }
+
+    fn count_users(&mut self, q: &ListQuery) -> Result<u64, StoreError> {
+        let (where_sql, args) = where_clause(q);
+        self.0
+            .prepare_cached(&format!("SELECT COUNT(*) FROM users {where_sql}"))
+            .and_then(|mut stmt| {
+                stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
+            })
+            .map(|n| n as u64)
+            .map_err(classify)
+    }
+
+    fn each_user(
+        &mut self,
+        each: &mut dyn FnMut(User) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .0
+            .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY created, id"))
+            .map_err(classify)?;
+        let mut rows = stmt.query([]).map_err(classify)?;
+        while let Some(row) = rows.next().map_err(classify)? {
+            each(from_row(row).map_err(classify)?)?;
+        }
+        Ok(())
+    }
+
+    fn meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        self.0
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
+            .map_err(classify)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.change(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    fn meta_or_insert(&mut self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.change(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        self.meta(key)?
+            .ok_or_else(|| StoreError::other(anyhow::anyhow!("meta {key} missing after insert")))
+    }
+}

@@ -1,0 +1,133 @@
+//! What every request can reach: the store, keys, hashing, limits, metrics. Built once from
+//! the settings by `startup`, below every route.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::auth::limiter::Limiter;
+use crate::auth::password::PasswordHasher;
+use crate::auth::token::TokenService;
+use crate::db::Store;
+use crate::domain::UserId;
+use crate::fixtures;
+use crate::settings::Settings;
+use crate::tls::ReloadableCert;
+
+/// What every request can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+    pub deletions: DeleteTickets,
+    pub limiter: Limiter,
+    pub trusted_proxies: crate::net::TrustedProxies,
+    /// The certificate in use when `server.tls` is set.
+    pub tls: Option<Arc<ReloadableCert>>,
+    /// Counters and histograms when `metrics.enabled`.
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+impl AppState {
+    /// Opens the database and prepares keys and hashing; no socket yet.
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.database)?;
+        let secret = crate::secret::resolve(&settings, &store)?;
+        let report = fixtures::apply(
+            &store,
+            &settings.users,
+            settings.auth.bcrypt_cost,
+            settings.tenant.default_user_vendor.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("fixture users: {e}"))?;
+        if !settings.users.is_empty() {
+            log::info!(
+                "fixture users: {} created, {} updated, {} unchanged",
+                report.created,
+                report.updated,
+                report.unchanged
+            );
+        }
+        let tokens = TokenService::new(secret.as_bytes(), settings.auth.token_expiration.0);
+        let hasher = PasswordHasher::new(
+            settings.auth.bcrypt_cost,
+            settings.hash_concurrency(),
+            settings.auth.hash_queue,
+        )?;
+        if settings.auth.bcrypt_cost < 10 {
+            log::warn!(
+                "auth.bcrypt_cost is {}: fine for tests, too weak for real passwords (use 10 or more)",
+                settings.auth.bcrypt_cost
+            );
+        }
+        Ok(Self {
+            store,
+            tokens,
+            hasher,
+            deletions: DeleteTickets::default(),
+            limiter: Limiter::new(
+                settings.auth.max_failed_attempts,
+                Duration::from_secs(settings.auth.lockout_window.0),
+            ),
+            trusted_proxies: crate::net::TrustedProxies::parse(
+                &settings.server.trusted_proxies,
+                &settings.server.forwarded_header,
+            )
+            .map_err(anyhow::Error::msg)?,
+            metrics: settings.metrics.enabled.then(crate::metrics::Metrics::new),
+            tls: match &settings.server.tls {
+                Some(t) => Some(ReloadableCert::open(&t.cert, &t.key)?),
+                None => None,
+            },
+            settings,
+        })
+    }
+}
+
+impl AppState {
+    /// Counts a sign-in outcome when metrics are on.
+    pub fn count_sign_in(&self, outcome: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.sign_in(outcome);
+        }
+    }
+
+    /// What SIGHUP does: reload the TLS certificate and key when TLS is on.
+    pub fn reload(&self) {
+        match &self.tls {
+            Some(cert) => match cert.reload() {
+                Ok(()) => log::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => {
+                    log::error!("SIGHUP: TLS reload failed, the old certificate stays: {e:#}")
+                }
+            },
+            None => log::info!("SIGHUP received: nothing to reload without TLS"),
+        }
+    }
+}
+
+/// The tickets `DELETE /users/{id}` gave, so `GET /users/{id}/delete-status/{ticket}` can
+/// answer for them; the newest 10 000 are kept.
+#[derive(Debug, Default)]
+pub struct DeleteTickets(Mutex<VecDeque<(String, UserId)>>);
+
+const TICKETS_KEPT: usize = 10_000;
+
+impl DeleteTickets {
+    pub fn record(&self, user: UserId) -> String {
+        let ticket = uuid::Uuid::new_v4().to_string();
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= TICKETS_KEPT {
+            q.pop_front();
+        }
+        q.push_back((ticket.clone(), user));
+        ticket
+    }
+
+    pub fn knows(&self, ticket: &str, user: &UserId) -> bool {
+        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().any(|(t, u)| t == ticket && u == user)
+    }
+}
