@@ -1,8 +1,10 @@
-"""Every console example of the docs runs as written, in order, on one fresh server.
+"""Every console example of the docs runs as written, in order, each page on a fresh server.
 
-Each ```console block's `$ ` commands run in one bash (so `TOKEN=$(…)` carries on), in a fresh
-directory holding a copy of appmixer.toml, with the server started there on a free port and
-`appmixer-auth` on PATH and the fixture API on. Any http://127.0.0.1:PORT becomes its address.
+Each page (README.md, then docs/*.md by name) gets its own server and its own bash, so a page
+makes its own users and tokens: `TOKEN=$(…)` and bound ids carry from block to block within a
+page, never to the next page. The `$ ` commands run in a fresh directory holding a copy of
+appmixer.toml, with the server started there on a free port and `appmixer-auth` on PATH and the
+fixture API on. Any http://127.0.0.1:PORT becomes its address.
 Output is compared line by line: `…` stands for anything (a line of only `…` for any number
 of lines), and ids, tickets, times and long numbers may differ from the docs, but an id or
 ticket seen once is bound: a later command that names the documented id gets the real one, and
