@@ -7,8 +7,8 @@
 //! numbers measured seconds apart cancels most of what other processes do to both.
 //!
 //! Knobs (environment): `BENCH_RUNS` (default 5), `BENCH_SECS` seconds per load (default 3),
-//! `BENCH_USERS` stored users (default 100000), `BENCH_NO_WRITE=1` to leave docs/ and the
-//! README alone.
+//! `BENCH_USERS` stored users (default 100000), `BENCH_NO_WRITE=1` to leave docs/bench.svg
+//! and the table in docs/bench.md alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -85,15 +85,8 @@ fn main() {
         let docs = Path::new(REPO).join("docs");
         std::fs::create_dir_all(&docs).expect("docs dir");
         std::fs::write(docs.join("bench.svg"), report.svg(&machine_line)).expect("write svg");
-        std::fs::write(
-            docs.join("bench.md"),
-            format!(
-                "# Benchmark results\n\nWritten by `cargo bench --bench load`.\n\n{machine_line}\n\n{table}\n![throughput and latency](bench.svg)\n"
-            ),
-        )
-        .expect("write bench.md");
-        update_readme(&machine_line, &table);
-        eprintln!("bench: wrote docs/bench.svg, docs/bench.md and the README table");
+        update_table(&docs.join("bench.md"), &machine_line, &table);
+        eprintln!("bench: wrote docs/bench.svg and the table of docs/bench.md");
     }
 }
 
@@ -1134,15 +1127,15 @@ fn group(v: f64) -> String {
     out
 }
 
-/// Replaces the generated block of the README's Benchmark section, if the markers are there.
-fn update_readme(machine_line: &str, table: &str) {
-    let path: PathBuf = Path::new(REPO).join("README.md");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+/// Replaces the generated block of the benchmark page (between its `bench:` markers); the
+/// rest of the page is left as written.
+fn update_table(path: &Path, machine_line: &str, table: &str) {
+    let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
     let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
     let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
-        eprintln!("bench: README has no {begin} … {end} block; table not copied there");
+        eprintln!("bench: {} has no {begin} … {end} block; table not written", path.display());
         return;
     };
     if b < a {
@@ -1153,5 +1146,5 @@ fn update_readme(machine_line: &str, table: &str) {
         &text[..a],
         &text[b..]
     );
-    std::fs::write(&path, new).expect("write README");
+    std::fs::write(path, new).expect("write the benchmark page");
 }
