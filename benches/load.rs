@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1135,7 +1135,10 @@ fn update_table(path: &Path, machine_line: &str, table: &str) {
     };
     let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
     let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
-        eprintln!("bench: {} has no {begin} … {end} block; table not written", path.display());
+        eprintln!(
+            "bench: {} has no {begin} … {end} block; table not written",
+            path.display()
+        );
         return;
     };
     if b < a {

@@ -45,6 +45,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
+    webhooks: Family<OutcomeLabels, Counter>,
     users: Gauge,
     hashes_waiting: Gauge,
 }
@@ -70,6 +71,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
         let users = Gauge::default();
         let hashes_waiting = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -83,6 +85,11 @@ impl Metrics {
             "Sign-ins by outcome: success, failure, rate_limited",
             sign_ins.clone(),
         );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retried, abandoned",
+            webhooks.clone(),
+        );
         registry.register("users", "Users stored", users.clone());
         registry.register(
             "password_hashes_waiting",
@@ -94,6 +101,7 @@ impl Metrics {
             requests,
             latency,
             sign_ins,
+            webhooks,
             users,
             hashes_waiting,
         }
@@ -115,6 +123,13 @@ impl Metrics {
     }
 
     /// `outcome` is `success`, `failure` or `rate_limited`.
+    /// Counts a webhook delivery attempt: `delivered`, `retried` or `abandoned`.
+    pub fn webhook(&self, outcome: &'static str) {
+        self.webhooks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     pub fn sign_in(&self, outcome: &'static str) {
         self.sign_ins
             .get_or_create(&OutcomeLabels { outcome })

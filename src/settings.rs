@@ -35,6 +35,7 @@ pub struct Settings {
     pub fixtures: FixturesSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub webhooks: WebhookSettings,
     /// Declared users (`[[users]]`), applied at every start.
     pub users: Vec<FixtureUser>,
 }
@@ -47,6 +48,45 @@ pub struct MetricsSettings {
     /// Serve them on this separate `HOST:PORT` instead of the API's port (so they need not be
     /// public), e.g. `127.0.0.1:9100`. Unset: on the API's port.
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// URL that receives `{"event": "user.created", "user": …}` after every user is created
+    /// (the engine's `WEBHOOK_USER_CREATED`; a key stored through `/config` wins). Unset: none.
+    pub user_created: Option<String>,
+    /// Signing secret: each request then carries `webhook-signature` (Standard Webhooks:
+    /// `whsec_` and base64 is decoded to the key, anything else is the key as it is).
+    pub secret: Option<Secret>,
+    /// How long a delivery is retried (with exponential backoff) before it is given up.
+    pub give_up_after: Timespan,
+    /// How long one delivery attempt may take before it counts as failed.
+    pub timeout: Timespan,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            user_created: None,
+            secret: None,
+            give_up_after: Timespan(24 * 3600),
+            timeout: Timespan(5),
+        }
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host, or why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("must be an http:// or https:// URL, not `{url}`"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("must be an http:// or https:// URL, not `{url}`"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -466,6 +506,22 @@ impl Settings {
             return Err(format!(
                 "metrics.listen must look like 127.0.0.1:9100, not `{listen}`"
             ));
+        }
+        if let Some(url) = &self.webhooks.user_created {
+            check_url(url).map_err(|e| format!("webhooks.user_created {e}"))?;
+        }
+        if self.webhooks.timeout.0 == 0 {
+            return Err("webhooks.timeout must be longer than 0 seconds".into());
+        }
+        if self
+            .webhooks
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+        {
+            return Err(
+                "webhooks.secret must not be empty (leave it unset to sign nothing)".into(),
+            );
         }
         declared::validate(&self.users)?;
         if self.fixtures.api && !self.fixtures.allow_remote && !is_loopback(&self.server.host) {

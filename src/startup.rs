@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::error::{INTERNAL_MESSAGE, boom_json};
-use crate::routes::{meta, user, users};
+use crate::routes::{config, meta, user, users};
 use crate::settings::Settings;
 use crate::state::AppState;
 
@@ -149,6 +149,7 @@ impl Application {
                 });
             }
         }
+        crate::outbox::worker::spawn(self.state.clone());
         let stop_metrics = self.metrics.map(|(server, _)| {
             let handle = server.handle();
             actix_web::rt::spawn(server);
@@ -178,6 +179,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/users/{id}"),
     ("DELETE", "/users/{id}"),
     ("GET", "/users/{id}/delete-status/{ticket}"),
+    ("GET", "/config"),
+    ("POST", "/config"),
+    ("DELETE", "/config/{key}"),
     ("GET", "/signin"),
     ("GET", "/signin/config.json"),
     // Served only when turned on (`metrics.enabled`, `fixtures.api`).
@@ -244,6 +248,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/users/{id}/delete-status/{ticket}")
             .route(web::get().to(users::delete_status))
             .default_service(web::to(meta::method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/config")
+            .route(web::get().to(config::list))
+            .route(web::post().to(config::set))
+            .default_service(web::to(meta::method_not_allowed("GET, POST"))),
+    )
+    .service(
+        web::resource("/config/{key}")
+            .route(web::delete().to(config::delete))
+            .default_service(web::to(meta::method_not_allowed("DELETE"))),
     );
 }
 

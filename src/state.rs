@@ -22,6 +22,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub deletions: DeleteTickets,
+    /// Wakes the outbox worker when a request has just recorded a message.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     pub limiter: Limiter,
     pub trusted_proxies: crate::net::TrustedProxies,
     /// The certificate in use when `server.tls` is set.
@@ -40,6 +42,7 @@ impl AppState {
             &settings.users,
             settings.auth.bcrypt_cost,
             settings.tenant.default_user_vendor.as_deref(),
+            &settings.webhooks,
         )
         .map_err(|e| anyhow::anyhow!("fixture users: {e}"))?;
         if !settings.users.is_empty() {
@@ -67,6 +70,7 @@ impl AppState {
             tokens,
             hasher,
             deletions: DeleteTickets::default(),
+            outbox_wake: Arc::default(),
             limiter: Limiter::new(
                 settings.auth.max_failed_attempts,
                 Duration::from_secs(settings.auth.lockout_window.0),
@@ -87,6 +91,17 @@ impl AppState {
 }
 
 impl AppState {
+    /// The settings with the keys stored through `/config` over them.
+    pub async fn effective(
+        &self,
+    ) -> Result<crate::system_config::Effective, crate::db::StoreError> {
+        let stored = self.store.config().await?;
+        Ok(crate::system_config::Effective::new(
+            &self.settings,
+            &stored,
+        ))
+    }
+
     /// Counts a sign-in outcome when metrics are on.
     pub fn count_sign_in(&self, outcome: &'static str) {
         if let Some(m) = &self.metrics {

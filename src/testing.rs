@@ -202,3 +202,18 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// An HTTP client builder for tests. The process's TLS provider is installed first: the
+/// server's webhook client is built on reqwest without a provider of its own, and a test
+/// binary links that same reqwest.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    crate::tls::install_provider();
+    reqwest::Client::builder()
+}
+
+/// [`http_client_builder`] with the defaults.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .unwrap_or_else(|e| panic!("an HTTP client: {e}"))
+}

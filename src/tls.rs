@@ -110,3 +110,9 @@ fn warn_if_world_readable(key: &Path) {
         }
     }
 }
+
+/// Makes ring the process's rustls provider (HTTPS webhooks go through a client that takes the
+/// process default; aws-lc-rs, rustls' own default, needs cmake to build). Safe to call again.
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

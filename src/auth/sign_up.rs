@@ -30,7 +30,8 @@ pub async fn sign_up(
     caller: Option<AuthUser>,
     address: Option<IpAddr>,
 ) -> Result<(User, String), ApiError> {
-    let needed = &state.settings.tenant.api_user_create_scope;
+    let config = state.effective().await?;
+    let needed = &config.api_user_create_scope;
     if !needed.is_empty() {
         let Some(caller) = caller else {
             return Err(ApiError::Unauthorized(MISSING_AUTH.into()));
@@ -71,18 +72,26 @@ pub async fn sign_up(
             username.as_str().to_owned(),
             email.as_str().to_owned(),
             hash,
-            state.settings.tenant.default_user_vendor.clone(),
+            config.default_user_vendor,
         )
     };
-    let user = state
+    let webhooks = state.settings.webhooks.clone();
+    let (user, queued) = state
         .store
-        .write(move |ops| ops.insert_user(&user).map(|()| user))
+        .write(move |ops| {
+            ops.insert_user(&user)?;
+            let queued = crate::outbox::user_created(ops, &webhooks, &user)?;
+            Ok::<_, StoreError>((user, queued))
+        })
         .await
         .inspect_err(|e| {
             if matches!(e, StoreError::Taken(_)) {
                 state.limiter.charge_address(address);
             }
         })?;
+    if queued {
+        state.outbox_wake.notify_one();
+    }
     let token = state
         .tokens
         .issue(user.id.as_str(), &user.scope)

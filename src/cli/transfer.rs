@@ -179,7 +179,7 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
         .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
     let store = super::connect(settings)?;
     let progress = progress_bar(records.len());
-    let report = write_records(&store, &records, a.replace, &progress)?;
+    let report = write_records(&store, &settings.webhooks, &records, a.replace, &progress)?;
     progress.finish_and_clear();
     if a.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
@@ -357,6 +357,7 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
 /// Upserts by id in one transaction: an error rolls everything back.
 fn write_records(
     store: &Store,
+    webhooks: &crate::settings::WebhookSettings,
     records: &[User],
     replace: bool,
     progress: &ProgressBar,
@@ -374,6 +375,7 @@ fn write_records(
             match ops.find_by_id(&u.id).map_err(at)? {
                 None => {
                     ops.insert_user(u).map_err(at)?;
+                    crate::outbox::user_created(ops, webhooks, u)?;
                     report.created += 1;
                 }
                 Some(stored) if same_record(&stored, u) => report.skipped += 1,

@@ -169,12 +169,18 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
 
     let store = super::connect(settings)?;
     // Checked before paying for the hash; the unique indexes still decide a race.
-    let (taken, id_taken) = store.read_blocking(|ops| {
+    let (taken, id_taken, stored_vendor) = store.read_blocking(|ops| {
         Ok((
             ops.taken(username.as_str(), email.as_str())?,
             ops.find_by_id(&id)?.is_some(),
+            ops.config_get(crate::system_config::DEFAULT_USER_VENDOR)?,
         ))
     })?;
+    // A key stored through `/config` wins over the settings, as in the server.
+    let default_vendor = match stored_vendor {
+        Some(v) => (!v.is_empty()).then_some(v),
+        None => settings.tenant.default_user_vendor.clone(),
+    };
     if let Some(taken) = taken {
         return Err(StoreError::Taken(taken).into());
     }
@@ -195,11 +201,13 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
             username.as_str().to_owned(),
             email.as_str().to_owned(),
             hash,
-            a.vendor
-                .or_else(|| settings.tenant.default_user_vendor.clone()),
+            a.vendor.or(default_vendor),
         )
     };
-    store.write_blocking(|ops| ops.insert_user(&user))?;
+    store.write_blocking(|ops| {
+        ops.insert_user(&user)?;
+        crate::outbox::user_created(ops, &settings.webhooks, &user)
+    })?;
     write_user(out, &user, a.json)
 }
 
@@ -417,6 +425,7 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
         &settings.users,
         settings.auth.bcrypt_cost,
         settings.tenant.default_user_vendor.as_deref(),
+        &settings.webhooks,
     )
     .map_err(|e| CliError::failure(format!("fixture users: {e}")))?;
     writeln!(

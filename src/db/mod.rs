@@ -11,6 +11,7 @@
 //! Errors are the store's own ([`StoreError`]); `crate::error` turns them into HTTP answers.
 
 pub mod memory;
+pub mod outbox;
 mod sqlite;
 pub mod users;
 
@@ -109,6 +110,34 @@ pub trait Ops {
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Stores `value` under `key` unless a value is there; answers the stored one.
     fn meta_or_insert(&mut self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// Every system configuration key stored through `/config`, by key.
+    fn config_all(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    fn config_get(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores or replaces a key.
+    fn config_set(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// False when the key was not stored.
+    fn config_delete(&mut self, key: &str) -> Result<bool, StoreError>;
+
+    /// Records a message to send.
+    fn outbox_add(&mut self, message: &outbox::Message) -> Result<(), StoreError>;
+    /// Takes up to `limit` pending messages due at `now` and leases them until `lease_until`
+    /// (a claim another worker or process skips until then; a crash lets the lease run out
+    /// and the message is sent again). Each comes with its attempt count, this one included.
+    fn outbox_claim(
+        &mut self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<outbox::Message>, StoreError>;
+    /// Settles a claimed message: delivered, retried at a time, or abandoned.
+    fn outbox_settle(&mut self, id: &str, outcome: &outbox::Settle) -> Result<(), StoreError>;
+    /// The newest `limit` messages, newest last (for the fixture API's inbox).
+    fn outbox_recent(&mut self, limit: u32) -> Result<Vec<outbox::Message>, StoreError>;
+    /// Forgets settled messages created before `before`; how many went.
+    fn outbox_prune(&mut self, before: i64) -> Result<usize, StoreError>;
+    /// The earliest time a pending message is due, if any is.
+    fn outbox_next_due(&mut self) -> Result<Option<i64>, StoreError>;
 }
 
 impl dyn Ops + '_ {
@@ -187,11 +216,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 }
 
+/// The stored `/config` keys and values, by key.
+pub type ConfigKeys = Arc<Vec<(String, String)>>;
+
 /// The store: a backend, and the memory of `GET /user` answers. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
     answers: Arc<memory::Answers>,
+    /// The stored `/config` keys, with the version they were read at.
+    config: Arc<std::sync::Mutex<Option<(memory::Version, ConfigKeys)>>>,
 }
 
 impl Store {
@@ -202,6 +236,7 @@ impl Store {
         Ok(Self {
             backend,
             answers: Arc::new(answers),
+            config: Arc::default(),
         })
     }
 
@@ -306,6 +341,27 @@ impl Store {
             self.answers.put(id.clone(), seen, body.clone());
         }
         Ok(body)
+    }
+
+    /// The system configuration keys stored through `/config`: read again only after a
+    /// commit (by anyone) when the backend can tell, else on every call.
+    pub async fn config(&self) -> Result<ConfigKeys, StoreError> {
+        let seen = self.backend.version();
+        if let Some(seen) = seen
+            && let Ok(cached) = self.config.lock()
+            && let Some((version, keys)) = cached.as_ref()
+            && *version == seen
+        {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(self.read(|ops| ops.config_all()).await?);
+        if let Some(seen) = seen
+            && self.backend.version() == Some(seen)
+            && let Ok(mut cached) = self.config.lock()
+        {
+            *cached = Some((seen, keys.clone()));
+        }
+        Ok(keys)
     }
 
     /// Whether `GET /user` answers are remembered (the backend can tell when they go stale).

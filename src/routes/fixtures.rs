@@ -122,6 +122,7 @@ pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             declared,
             st.settings.auth.bcrypt_cost,
             st.settings.tenant.default_user_vendor.as_deref(),
+            &st.settings.webhooks,
         )
         .map_err(fixture_error)?;
         Ok(st
@@ -170,6 +171,7 @@ pub async fn batch(
             &batch,
             st.settings.auth.bcrypt_cost,
             st.settings.tenant.default_user_vendor.as_deref(),
+            &st.settings.webhooks,
         )
         .map_err(fixture_error)?;
         Ok(st.store.read_blocking(|ops| {

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource.
 
+pub mod config;
 pub mod fixtures;
 pub mod meta;
 pub mod pages;

@@ -28,7 +28,7 @@ fn get_json(url: &str) -> Value {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    appmixer_auth::testing::http_client_builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap()

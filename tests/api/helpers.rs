@@ -54,7 +54,7 @@ pub fn start(settings: Settings, dir: TempDir) -> TestApp {
         url: server.url().to_owned(),
         state: server.state().clone(),
         server,
-        client: reqwest::Client::builder()
+        client: appmixer_auth::testing::http_client_builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .expect("client"),

@@ -18,7 +18,10 @@ mod openapi;
 #[path = "../support/process.rs"]
 mod process;
 mod proxies;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod security;
 mod tls;
 mod tokens;
 mod user;
+mod webhooks;

@@ -184,7 +184,7 @@ async fn a_gzip_bomb_is_refused_with_413_and_memory_stays_bounded() {
     });
     let bomb = gzip_bomb(62 << 20);
     assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
-    let client = reqwest::Client::new();
+    let client = appmixer_auth::testing::http_client();
     let before = peak_resident_kib(server.child.id());
     let sends: Vec<_> = (0..50)
         .map(|_| {

@@ -39,7 +39,7 @@ pub fn spawn_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let server = TestServer::builder().settings(change).start();
     TestApp {
         url: server.url().to_owned(),
-        client: reqwest::Client::builder()
+        client: appmixer_auth::testing::http_client_builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
@@ -434,7 +434,7 @@ fn free_port() -> u16 {
 }
 
 async fn wait_for_driver(port: u16) {
-    let client = reqwest::Client::builder()
+    let client = appmixer_auth::testing::http_client_builder()
         .no_proxy()
         .build()
         .expect("client");

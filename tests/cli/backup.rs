@@ -41,7 +41,7 @@ fn a_backup_taken_while_the_server_writes_holds_every_user_acknowledged_before_i
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let client = reqwest::Client::new();
+                let client = appmixer_auth::testing::http_client();
                 for i in 0..2_000 {
                     if stop.load(Ordering::SeqCst) {
                         break;

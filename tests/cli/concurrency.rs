@@ -19,7 +19,7 @@ fn cli_and_server_writing_at_once_never_report_database_is_locked() {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    let client = reqwest::Client::new();
+                    let client = appmixer_auth::testing::http_client();
                     let mut failures = Vec::new();
                     for i in 0..40 {
                         let name = format!("http{t}-{i}@example.com");

@@ -136,7 +136,7 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = appmixer_auth::testing::http_client_builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .unwrap();

@@ -149,6 +149,29 @@ const MIGRATIONS: &[Migration] = &[
     // Emails are unique without regard to case: `email_key` is the address in lower case
     // (Unicode's rules, computed here, not by SQLite's ASCII-only `lower`).
     Migration::Rust(add_email_keys),
+    // System configuration stored through `/config`, and the outbox: every webhook (and later
+    // mail) the server promised, written in the transaction of the change that causes it.
+    Migration::Sql(
+        r#"
+    CREATE TABLE config (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE outbox (
+        id         TEXT PRIMARY KEY NOT NULL,
+        event      TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_at    INTEGER NOT NULL,
+        give_up_at INTEGER NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'pending',
+        last_error TEXT
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (state, next_at);
+"#,
+    ),
 ];
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds

@@ -4,6 +4,7 @@ use rusqlite::types::Value as V;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::classify;
+use crate::db::outbox::{Message, Settle};
 use crate::db::users::{Filter, ListQuery, PasswordHash, SortKey, User};
 use crate::db::{Lookup, Ops, StoreError};
 use crate::domain::{Email, UserId};
@@ -256,4 +257,114 @@ impl Ops for Conn<'_> {
         self.meta(key)?
             .ok_or_else(|| StoreError::other(anyhow::anyhow!("meta {key} missing after insert")))
     }
+
+    fn config_all(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT key, value FROM config ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn config_get(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT value FROM config WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn config_set(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.change(
+            "INSERT INTO config (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    fn config_delete(&mut self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.change("DELETE FROM config WHERE key = ?1", [key])? == 1)
+    }
+
+    fn outbox_add(&mut self, m: &Message) -> Result<(), StoreError> {
+        self.change(
+            "INSERT INTO outbox (id, event, target, body, created, attempts, next_at, give_up_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?5, ?6, 'pending')",
+            params![m.id, m.event, m.target, m.body, m.created, m.give_up_at],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_claim(
+        &mut self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?2
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_at <= ?1
+                          ORDER BY next_at LIMIT ?3)
+             RETURNING {MESSAGE}"
+        ))?;
+        let rows = stmt.query_map(params![now, lease_until, limit], message_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn outbox_settle(&mut self, id: &str, outcome: &Settle) -> Result<(), StoreError> {
+        match outcome {
+            Settle::Delivered => self.change(
+                "UPDATE outbox SET state = 'delivered', last_error = NULL WHERE id = ?1",
+                [id],
+            )?,
+            Settle::Retry { at, error } => self.change(
+                "UPDATE outbox SET next_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, at, error],
+            )?,
+            Settle::Abandoned { error } => self.change(
+                "UPDATE outbox SET state = 'abandoned', last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn outbox_recent(&mut self, limit: u32) -> Result<Vec<Message>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT * FROM (SELECT {MESSAGE} FROM outbox ORDER BY created DESC, rowid DESC LIMIT ?1)
+             ORDER BY created, rowid"
+        ))?;
+        let rows = stmt.query_map([limit], message_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn outbox_prune(&mut self, before: i64) -> Result<usize, StoreError> {
+        self.change(
+            "DELETE FROM outbox WHERE state <> 'pending' AND created < ?1",
+            [before],
+        )
+    }
+
+    fn outbox_next_due(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?)
+    }
+}
+
+const MESSAGE: &str = "id, event, target, body, created, attempts, give_up_at, state, rowid";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get(0)?,
+        event: row.get(1)?,
+        target: row.get(2)?,
+        body: row.get(3)?,
+        created: row.get(4)?,
+        attempts: row.get(5)?,
+        give_up_at: row.get(6)?,
+        state: row.get(7)?,
+    })
 }
