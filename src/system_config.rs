@@ -31,7 +31,7 @@ pub const REFUSED: &[&str] = &["JWTSecret"];
 
 /// The longest key, and the longest value, stored.
 pub const KEY_MAX: usize = 128;
-pub const VALUE_MAX: usize = 64 * 1024;
+pub const VALUE_MAX: usize = 16 * 1024;
 
 /// Checks a key and its value before they are stored; the error names the key.
 pub fn check(key: &str, value: &str) -> Result<(), Invalid> {
