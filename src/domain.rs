@@ -52,6 +52,105 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// A user's vendor: one name or several (the engine's docs: "One or more vendors"), kept and
+/// answered exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Vendor {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Vendor {
+    fn from(name: &str) -> Self {
+        Vendor::One(name.to_owned())
+    }
+}
+
+impl Vendor {
+    /// A body's `vendor`: `null` (not given), a string, or an array of strings, each a label.
+    pub fn parse(field: &str, value: &Value) -> Result<Option<Self>, Invalid> {
+        let vendor = match value {
+            Value::Null => return Ok(None),
+            Value::String(s) => Vendor::One(s.clone()),
+            Value::Array(items) => Vendor::Many(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        _ => Err(Invalid::field(
+                            field,
+                            format!("\"{field}\" must be a string or an array of strings"),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => {
+                return Err(Invalid::field(
+                    field,
+                    format!("\"{field}\" must be a string or an array of strings"),
+                ));
+            }
+        };
+        vendor.check(field)?;
+        Ok(Some(vendor))
+    }
+
+    /// Every name a label (not blank, no control or invisible characters).
+    pub fn check(&self, field: &str) -> Result<(), Invalid> {
+        self.names().try_for_each(|n| check_label(field, n))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let (one, many): (Option<&String>, &[String]) = match self {
+            Vendor::One(s) => (Some(s), &[]),
+            Vendor::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many).map(String::as_str)
+    }
+
+    /// The names joined with commas, for a table.
+    pub fn display(&self) -> String {
+        self.names().collect::<Vec<_>>().join(",")
+    }
+
+    /// A `DEFAULT_USER_VENDOR` value: a JSON array of strings is several names, anything else
+    /// is one.
+    pub fn from_config(value: &str) -> Self {
+        match serde_json::from_str::<Vec<String>>(value) {
+            Ok(names) if value.trim_start().starts_with('[') => Vendor::Many(names),
+            _ => Vendor::One(value.to_owned()),
+        }
+    }
+}
+
+/// Milliseconds since the epoch as ISO-8601 UTC with milliseconds, as MongoDB dates serialise
+/// (`2026-12-02T15:04:05.123Z`).
+pub fn iso8601(ms: i64) -> String {
+    let (date, (h, m, s)) = civil(ms);
+    format!("{date}T{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
+}
+
+/// The UTC date (`YYYY-MM-DD`) and time of day of a time in milliseconds since the epoch.
+pub fn civil(ms: i64) -> (String, (i64, i64, i64)) {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        (rest / 3600, rest % 3600 / 60, rest % 60),
+    )
+}
+
 /// A secret string (a password in the settings file, a key): its `Debug` and `Serialize`
 /// never show the value.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -79,10 +178,11 @@ impl Serialize for Secret {
     }
 }
 
-/// An optional string field: absent is `None`; present it must be a non-empty string.
+/// An optional string field: absent or `null` is `None` (Go clients send `null` for what they
+/// leave out); present it must be a non-empty string.
 pub fn optional_str<'a>(body: &'a Object, field: &str) -> Result<Option<&'a str>, Invalid> {
     match body.get(field) {
-        None => Ok(None),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Err(Invalid::field(
             field,
             format!("\"{field}\" is not allowed to be empty"),
@@ -421,7 +521,9 @@ mod tests {
             "\"b\" is not allowed to be empty"
         );
         assert_eq!(msg(required_str(&body, "c")), "\"c\" must be a string");
-        assert_eq!(msg(required_str(&body, "d")), "\"d\" must be a string");
+        // `null` is "not given" (the second round's rule for Go clients).
+        assert_eq!(msg(required_str(&body, "d")), "\"d\" is required");
+        assert_eq!(optional_str(&body, "d").expect("null"), None);
         assert_eq!(msg(required_str(&body, "e")), "\"e\" is required");
     }
 }

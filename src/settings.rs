@@ -226,8 +226,8 @@ pub struct TenantSettings {
     /// Scopes allowed to call `POST /user` (the engine's `API_USER_CREATE_SCOPE`). Empty: open.
     #[serde(deserialize_with = "string_or_list")]
     pub api_user_create_scope: Vec<String>,
-    /// `vendor` of newly created users.
-    pub default_user_vendor: Option<String>,
+    /// `vendor` of newly created users: a name or a list of names.
+    pub default_user_vendor: Option<crate::domain::Vendor>,
 }
 
 impl Default for TenantSettings {

@@ -41,7 +41,7 @@ impl AppState {
             &store,
             &settings.users,
             settings.auth.bcrypt_cost,
-            settings.tenant.default_user_vendor.as_deref(),
+            settings.tenant.default_user_vendor.as_ref(),
             &settings.webhooks,
         )
         .map_err(|e| anyhow::anyhow!("fixture users: {e}"))?;

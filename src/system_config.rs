@@ -1,7 +1,7 @@
 //! The engine's system configuration (`/config`): keys an administrator stores in the
 //! database, which win over the settings file and the environment from the next request on.
 
-use crate::domain::{Invalid, check_label};
+use crate::domain::{Invalid, Vendor, check_label};
 use crate::settings::{Settings, check_url};
 
 pub const API_USER_CREATE_SCOPE: &str = "API_USER_CREATE_SCOPE";
@@ -72,7 +72,8 @@ pub fn check(key: &str, value: &str) -> Result<(), Invalid> {
                 return bad("must not contain control characters".into());
             }
             if key == DEFAULT_USER_VENDOR
-                && let Err(e) = check_label("vendor", value)
+                && !value.is_empty()
+                && let Err(e) = Vendor::from_config(value).check("vendor")
             {
                 return bad(e.message);
             }
@@ -98,7 +99,7 @@ fn split_list(value: &str) -> impl Iterator<Item = &str> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effective {
     pub api_user_create_scope: Vec<String>,
-    pub default_user_vendor: Option<String>,
+    pub default_user_vendor: Option<Vendor>,
     pub webhook_user_created: Option<String>,
 }
 
@@ -118,7 +119,7 @@ impl Effective {
                 None => settings.tenant.api_user_create_scope.clone(),
             },
             default_user_vendor: match get(DEFAULT_USER_VENDOR) {
-                Some(v) => optional(v),
+                Some(v) => (!v.is_empty()).then(|| Vendor::from_config(v)),
                 None => settings.tenant.default_user_vendor.clone(),
             },
             webhook_user_created: match get(WEBHOOK_USER_CREATED) {
@@ -136,17 +137,17 @@ mod tests {
     #[test]
     fn stored_keys_win_over_the_settings_and_an_empty_one_means_none() {
         let mut settings = Settings::default();
-        settings.tenant.default_user_vendor = Some("file".into());
+        settings.tenant.default_user_vendor = Some(Vendor::One("file".into()));
         settings.webhooks.user_created = Some("http://file.example/hook".into());
         let e = Effective::new(&settings, &[]);
-        assert_eq!(e.default_user_vendor.as_deref(), Some("file"));
+        assert_eq!(e.default_user_vendor, Some(Vendor::One("file".into())));
         let stored = vec![
             (DEFAULT_USER_VENDOR.to_owned(), "db".to_owned()),
             (WEBHOOK_USER_CREATED.to_owned(), String::new()),
             (API_USER_CREATE_SCOPE.to_owned(), "admin, ops".to_owned()),
         ];
         let e = Effective::new(&settings, &stored);
-        assert_eq!(e.default_user_vendor.as_deref(), Some("db"));
+        assert_eq!(e.default_user_vendor, Some(Vendor::One("db".into())));
         assert_eq!(e.webhook_user_created, None);
         assert_eq!(e.api_user_create_scope, ["admin", "ops"]);
     }

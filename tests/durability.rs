@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/receiver.rs"]
+mod receiver;
 use process::{Server, command_in, launch};
 
 const ADMIN: &str = "admin@example.com";
@@ -45,6 +47,11 @@ fn write_config(dir: &Path) -> PathBuf {
 /// Starts the binary on port 0 with this database and bcrypt cost, and reads its
 /// `listening on` line.
 fn start(dir: &Path, db: &Path, cost: u32) -> Server {
+    start_with_env(dir, db, cost, &[])
+}
+
+/// [`start`] with more environment variables.
+fn start_with_env(dir: &Path, db: &Path, cost: u32, env: &[(&str, &str)]) -> Server {
     let config = dir.join("appmixer.toml");
     let mut cmd = command_in(dir, &["--port", "0"]);
     cmd.arg("--config")
@@ -53,6 +60,9 @@ fn start(dir: &Path, db: &Path, cost: u32) -> Server {
         .arg(db)
         .env("APPMIXER_AUTH__BCRYPT_COST", cost.to_string())
         .env("APPMIXER_AUTH__MAX_FAILED_ATTEMPTS", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     launch(cmd)
 }
 
@@ -397,4 +407,51 @@ fn sigterm_finishes_in_flight_requests_closes_the_database_and_exits_0() {
 #[test]
 fn sigint_finishes_in_flight_requests_closes_the_database_and_exits_0() {
     a_stop_signal_finishes_in_flight_requests_and_exits_0(Signal::SIGINT);
+}
+
+/// A `user.created` webhook is written in the transaction of the user it announces: a server
+/// killed right after answering (its receiver down, so nothing was delivered) delivers it after
+/// the restart, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_promised_before_kill_9_is_delivered_after_the_restart_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let db = dir.path().join("hooks.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let env = [("APPMIXER_WEBHOOKS__USER_CREATED", url.as_str())];
+    let mut server = start_with_env(dir.path(), &db, 4, &env);
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/user",
+        None,
+        Some(&json!({"username": "hooked", "email": "hooked@example.com", "password": "secret-1"})),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let id = body["user"]["id"].as_str().unwrap().to_owned();
+    kill(pid(&server), Signal::SIGKILL).unwrap();
+    server.wait_exit(Duration::from_secs(10));
+
+    let hook = receiver::Receiver::start_on(port, receiver::Answer::Statuses(vec![])).await;
+    let _server = start_with_env(dir.path(), &db, 4, &env);
+    let ours = |got: &[receiver::Received]| -> Vec<String> {
+        got.iter()
+            .filter(|r| r.body.contains(&id))
+            .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ours(&hook.received()).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for a second copy to show up if the message were sent twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = ours(&hook.received());
+    assert_eq!(delivered.len(), 1, "delivered once: {delivered:?}");
 }

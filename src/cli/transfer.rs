@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::{CliError, CliResult};
 use crate::db::users::{self, PasswordHash, User};
 use crate::db::{Store, StoreError};
-use crate::domain::{Email, UserId, Username, check_label};
+use crate::domain::{Email, UserId, Username, Vendor, check_label};
 use crate::fixtures::is_bcrypt_hash;
 use crate::settings::Settings;
 
@@ -42,7 +42,7 @@ pub struct UserRecord<'a> {
     pub is_active: bool,
     pub scope: &'a [String],
     pub plan: &'a str,
-    pub vendor: Option<&'a str>,
+    pub vendor: Option<&'a Vendor>,
     pub metadata: &'a Value,
     /// Milliseconds since the epoch.
     pub created: i64,
@@ -59,7 +59,7 @@ impl<'a> From<&'a User> for UserRecord<'a> {
             is_active: u.is_active,
             scope: &u.scope,
             plan: &u.plan,
-            vendor: u.vendor.as_deref(),
+            vendor: u.vendor.as_ref(),
             metadata: &u.metadata,
             created: u.created,
             mtime: u.mtime,
@@ -328,10 +328,10 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
     };
     let plan = string(o, "plan")?.unwrap_or_else(|| users::DEFAULT_PLAN.into());
     check_label("plan", &plan).map_err(|e| format!("plan: {e}"))?;
-    let vendor = string(o, "vendor")?;
-    if let Some(v) = &vendor {
-        check_label("vendor", v).map_err(|e| format!("vendor: {e}"))?;
-    }
+    let vendor = match o.remove("vendor") {
+        None => None,
+        Some(v) => Vendor::parse("vendor", &v).map_err(|e| format!("vendor: {e}"))?,
+    };
     let metadata = match o.remove("metadata") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{CliError, CliResult, confirm, find_user, format_time, password_or_stdin, write_table};
 use crate::db::StoreError;
 use crate::db::users::{self, Filter, ListQuery, SORT_FIELDS, SortKey, User};
-use crate::domain::{Email, Password, UserId, Username, check_label};
+use crate::domain::{Email, Password, UserId, Username, Vendor, check_label};
 use crate::fixtures;
 use crate::settings::Settings;
 
@@ -49,9 +49,10 @@ pub struct AddArgs {
     /// Plan (default `free`).
     #[arg(long)]
     pub plan: Option<String>,
-    /// Vendor (default: tenant.default_user_vendor).
+    /// Vendor (default: tenant.default_user_vendor); give it again for several
+    /// (`--vendor a --vendor b` stores `["a", "b"]`).
     #[arg(long)]
-    pub vendor: Option<String>,
+    pub vendor: Vec<String>,
     /// Metadata, a JSON object (default `{}`).
     #[arg(long)]
     pub metadata: Option<String>,
@@ -154,8 +155,13 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
     }
     let plan = a.plan.unwrap_or_else(|| users::DEFAULT_PLAN.into());
     check_label("plan", &plan).map_err(arg_err("--plan"))?;
-    if let Some(v) = &a.vendor {
-        check_label("vendor", v).map_err(arg_err("--vendor"))?;
+    let vendor = match a.vendor.len() {
+        0 => None,
+        1 => Some(Vendor::One(a.vendor[0].clone())),
+        _ => Some(Vendor::Many(a.vendor.clone())),
+    };
+    if let Some(v) = &vendor {
+        v.check("vendor").map_err(arg_err("--vendor"))?;
     }
     let metadata = match &a.metadata {
         None => json!({}),
@@ -178,7 +184,7 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
     })?;
     // A key stored through `/config` wins over the settings, as in the server.
     let default_vendor = match stored_vendor {
-        Some(v) => (!v.is_empty()).then_some(v),
+        Some(v) => (!v.is_empty()).then(|| Vendor::from_config(&v)),
         None => settings.tenant.default_user_vendor.clone(),
     };
     if let Some(taken) = taken {
@@ -201,7 +207,7 @@ fn add(settings: &Settings, a: AddArgs, out: &mut dyn Write) -> CliResult {
             username.as_str().to_owned(),
             email.as_str().to_owned(),
             hash,
-            a.vendor.or(default_vendor),
+            vendor.or(default_vendor),
         )
     };
     store.write_blocking(|ops| {
@@ -307,7 +313,9 @@ fn list(settings: &Settings, a: ListArgs, out: &mut dyn Write) -> CliResult {
             yes_no(u.is_active).into(),
             u.scope.join(","),
             u.plan.clone(),
-            u.vendor.clone().unwrap_or_else(|| "-".into()),
+            u.vendor
+                .as_ref()
+                .map_or_else(|| "-".into(), Vendor::display),
             format_time(u.created),
         ]);
     }
@@ -333,7 +341,12 @@ fn write_user(out: &mut dyn Write, u: &User, as_json: bool) -> CliResult {
         ("active", yes_no(u.is_active).into()),
         ("scope", u.scope.join(",")),
         ("plan", u.plan.clone()),
-        ("vendor", u.vendor.clone().unwrap_or_else(|| "-".into())),
+        (
+            "vendor",
+            u.vendor
+                .as_ref()
+                .map_or_else(|| "-".into(), Vendor::display),
+        ),
         ("metadata", u.metadata.to_string()),
         ("created", format_time(u.created)),
         ("modified", format_time(u.mtime)),
@@ -424,7 +437,7 @@ fn reset(settings: &Settings, a: ResetArgs, out: &mut dyn Write) -> CliResult {
         &store,
         &settings.users,
         settings.auth.bcrypt_cost,
-        settings.tenant.default_user_vendor.as_deref(),
+        settings.tenant.default_user_vendor.as_ref(),
         &settings.webhooks,
     )
     .map_err(|e| CliError::failure(format!("fixture users: {e}")))?;

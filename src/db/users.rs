@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::UserId;
+use crate::domain::{UserId, Vendor, iso8601};
 
 /// A stored bcrypt hash. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct User {
     pub is_active: bool,
     pub scope: Vec<String>,
     pub plan: String,
-    pub vendor: Option<String>,
+    pub vendor: Option<Vendor>,
     pub metadata: Value,
     /// Milliseconds since the epoch.
     pub created: i64,
@@ -43,8 +43,18 @@ pub struct PublicUser<'a> {
     pub is_active: bool,
     pub scope: &'a [String],
     pub plan: &'a str,
-    pub vendor: Option<&'a str>,
+    pub vendor: Option<&'a Vendor>,
     pub metadata: &'a Value,
+}
+
+/// What administrators see of a user: the public fields, and when it was created and last
+/// changed (ISO-8601 UTC with milliseconds, as the engine's MongoDB dates serialise).
+#[derive(Debug, Serialize)]
+pub struct AdminView<'a> {
+    #[serde(flatten)]
+    pub public: PublicUser<'a>,
+    pub created: String,
+    pub mtime: String,
 }
 
 /// What a user has when nothing else is said: the engine's defaults.
@@ -63,7 +73,7 @@ impl User {
         username: String,
         email: String,
         password_hash: String,
-        vendor: Option<String>,
+        vendor: Option<Vendor>,
     ) -> Self {
         let now = now_ms();
         Self {
@@ -81,6 +91,14 @@ impl User {
         }
     }
 
+    pub fn admin_view(&self) -> AdminView<'_> {
+        AdminView {
+            public: self.public(),
+            created: iso8601(self.created),
+            mtime: iso8601(self.mtime),
+        }
+    }
+
     pub fn public(&self) -> PublicUser<'_> {
         PublicUser {
             id: self.id.as_str(),
@@ -89,7 +107,7 @@ impl User {
             is_active: self.is_active,
             scope: &self.scope,
             plan: &self.plan,
-            vendor: self.vendor.as_deref(),
+            vendor: self.vendor.as_ref(),
             metadata: &self.metadata,
         }
     }

@@ -17,7 +17,7 @@ use crate::db::users::now_ms;
 use crate::state::AppState;
 
 /// Deliveries in flight at once.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 64;
 /// How often the outbox is looked at when nothing woke the worker (messages written by the
 /// command line or another process, retries coming due).
 const POLL: Duration = Duration::from_secs(1);

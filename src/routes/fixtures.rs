@@ -121,7 +121,7 @@ pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             &st.store,
             declared,
             st.settings.auth.bcrypt_cost,
-            st.settings.tenant.default_user_vendor.as_deref(),
+            st.settings.tenant.default_user_vendor.as_ref(),
             &st.settings.webhooks,
         )
         .map_err(fixture_error)?;
@@ -170,7 +170,7 @@ pub async fn batch(
             &st.store,
             &batch,
             st.settings.auth.bcrypt_cost,
-            st.settings.tenant.default_user_vendor.as_deref(),
+            st.settings.tenant.default_user_vendor.as_ref(),
             &st.settings.webhooks,
         )
         .map_err(fixture_error)?;

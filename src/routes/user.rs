@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use crate::auth::extractor::{AuthUser, MaybeAuthUser};
 use crate::auth::{sign_in, sign_up};
 use crate::body::JsonObject;
-use crate::domain::{Email, Password, Username, optional_str, required_str};
+use crate::domain::{
+    Email, Invalid, Password, Username, Vendor, check_label, optional_str, required_str,
+};
 use crate::error::ApiError;
 use crate::routes::{json_bytes, json_ok};
 use crate::state::AppState;
@@ -44,12 +46,20 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    let username = Username::parse(required_str(&body, "username")?)?;
+    // Without `email`, a username that is an address is the email too (third-party clients
+    // send only `username`).
+    let email = match optional_str(&body, "email")? {
+        Some(e) => Email::parse(e)?,
+        None => Email::parse(username.as_str())
+            .map_err(|_| ApiError::field("email", "\"email\" is required"))?,
+    };
     let new_user = sign_up::NewUser {
-        username: Username::parse(required_str(&body, "username")?)?,
-        email: Email::parse(required_str(&body, "email")?)?,
+        username,
+        email,
         password: Password::parse_new("password", required_str(&body, "password")?)?,
         metadata: match body.get("metadata") {
-            None => json!({}),
+            None | Some(Value::Null) => json!({}),
             Some(m @ Value::Object(_)) => m.clone(),
             Some(_) => {
                 return Err(ApiError::field(
@@ -57,6 +67,47 @@ pub async fn create(
                     "\"metadata\" must be of type object",
                 ));
             }
+        },
+        asked: sign_up::Asked {
+            scope: match body.get("scope") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(items)) => Some(
+                    items
+                        .iter()
+                        .map(|v| match v {
+                            Value::String(s) => check_label("scope", s).map(|()| s.clone()),
+                            _ => Err(Invalid::field(
+                                "scope",
+                                "\"scope\" must be an array of strings",
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(_) => {
+                    return Err(ApiError::field("scope", "\"scope\" must be an array"));
+                }
+            },
+            plan: match optional_str(&body, "plan")? {
+                Some(p) => {
+                    check_label("plan", p)?;
+                    Some(p.to_owned())
+                }
+                None => None,
+            },
+            is_active: match body.get("isActive") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => {
+                    return Err(ApiError::field(
+                        "isActive",
+                        "\"isActive\" must be a boolean",
+                    ));
+                }
+            },
+            vendor: match body.get("vendor") {
+                None => None,
+                Some(v) => Vendor::parse("vendor", v)?,
+            },
         },
     };
     let (user, token) = sign_up::sign_up(&state, new_user, caller, address).await?;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::auth::extractor::{AdminUser, AuthUser};
 use crate::body::JsonObject;
 use crate::db::{StoreError, users};
-use crate::domain::{Email, Invalid, Object, Password, UserId, check_label, required_str};
+use crate::domain::{Email, Invalid, Object, Password, UserId, Vendor, check_label, required_str};
 use crate::error::ApiError;
 use crate::routes::json_ok;
 use crate::state::AppState;
@@ -118,8 +118,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = list_query(&req)?;
     let found = state.store.read(move |ops| ops.list_users(&q)).await?;
-    let public: Vec<_> = found.iter().map(users::User::public).collect();
-    json_ok(&public)
+    let found: Vec<_> = found.iter().map(users::User::admin_view).collect();
+    json_ok(&found)
 }
 
 /// `GET /users/count`
@@ -140,8 +140,11 @@ pub async fn read(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state.store.user(UserId::parse(&path)?).await?;
-    json_ok(&user.public())
+    json_ok(&user.admin_view())
 }
+
+/// The fields `PUT /users/{id}` may change.
+const UPDATABLE: &[&str] = &["email", "scope", "vendor", "metadata", "isActive", "plan"];
 
 /// Applies a `PUT /users/{id}` body to a user; unknown keys are refused, not ignored.
 fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
@@ -163,18 +166,17 @@ fn apply_update(user: &mut users::User, body: &Object) -> Result<(), ApiError> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            ("vendor", Value::String(s)) => {
-                check_label("vendor", s)?;
-                user.vendor = Some(s.clone());
-            }
-            ("vendor", Value::Null) => user.vendor = None,
+            // `null` is "not given", as everywhere a body is read (Go clients send it for
+            // empty fields); a string or an array is stored as given.
+            (_, Value::Null) if UPDATABLE.contains(&key.as_str()) => {}
+            ("vendor", v) => user.vendor = Vendor::parse("vendor", v)?,
             ("metadata", Value::Object(_)) => user.metadata = value.clone(),
             ("isActive", Value::Bool(b)) => user.is_active = *b,
             ("plan", Value::String(s)) => {
                 check_label("plan", s)?;
                 user.plan = s.clone();
             }
-            ("email" | "scope" | "vendor" | "metadata" | "isActive" | "plan", _) => {
+            ("email" | "scope" | "metadata" | "isActive" | "plan", _) => {
                 return Err(ApiError::field(
                     key,
                     format!("\"{key}\" has the wrong type or is empty"),
@@ -208,7 +210,7 @@ pub async fn update(
             Ok::<_, ApiError>(user)
         })
         .await?;
-    json_ok(&user.public())
+    json_ok(&user.admin_view())
 }
 
 /// `DELETE /users/{id}` → `{"ticket"}`. The deletion is done before the answer.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod bodies;
 mod cache;
 mod cli;
 mod cors;

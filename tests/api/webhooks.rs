@@ -117,6 +117,49 @@ async fn a_receiver_that_never_answers_delays_no_request_and_is_tried_again() {
     assert!(got.len() > 50, "retried after the timeout: {}", got.len());
 }
 
+/// 200 concurrent sign-ups with a receiver that takes 5 s to answer each message: every one is
+/// answered without waiting for it (the benchmark measures the throughput ratio against no
+/// webhook at all), and every message arrives, each with an id of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_sign_ups_do_not_wait_for_a_slow_receiver_and_all_are_announced() {
+    let hook = Receiver::start(Answer::After(Duration::from_secs(5))).await;
+    let url = hook.url.clone();
+    let app = spawn_with(|s| {
+        s.webhooks.user_created = Some(url);
+        s.webhooks.timeout = appmixer_auth::settings::Timespan(10);
+    })
+    .await;
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..200).map(|i| {
+        let app = &app;
+        async move {
+            let t = Instant::now();
+            let res = app
+                .create_user(&format!("s{i}"), &format!("s{i}@example.com"), "secret-1")
+                .await;
+            (res.status().as_u16(), t.elapsed())
+        }
+    }))
+    .await;
+    let all = started.elapsed();
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let slowest = answers.iter().map(|(_, t)| *t).max().unwrap();
+    // Had any sign-up waited for its delivery, it would have taken the receiver's 5 s.
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest {slowest:?}, all {all:?}"
+    );
+    // 64 deliveries at a time, 5 s each: 200 take about 20 s.
+    let got = hook.wait_for(200, Duration::from_secs(60)).await;
+    let mut ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "one message per user");
+}
+
 #[tokio::test]
 async fn a_receiver_that_is_down_then_comes_up_gets_the_message() {
     let port = {

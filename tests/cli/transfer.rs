@@ -241,3 +241,54 @@ fn a_large_import_is_fast_and_exports_back_identically() {
         serde_json::from_str(&std::fs::read_to_string(place.path("again.json")).unwrap()).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn vendors_given_as_lists_go_through_add_export_and_import_as_given() {
+    let place = Place::new();
+    let added = place.json(&[
+        "users",
+        "add",
+        "multi@example.com",
+        "--password",
+        "abc321",
+        "--vendor",
+        "a",
+        "--vendor",
+        "b",
+        "--json",
+    ]);
+    assert_eq!(added["vendor"], json!(["a", "b"]));
+    place.ok(&[
+        "users",
+        "add",
+        "one@example.com",
+        "--password",
+        "abc321",
+        "--vendor",
+        "solo",
+    ]);
+    place.ok(&["users", "export", "all.json"]);
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(place.path("all.json")).unwrap()).unwrap();
+    let vendors: Vec<&Value> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| &u["vendor"])
+        .collect();
+    assert_eq!(vendors, [&json!(["a", "b"]), &json!("solo")]);
+    // Into a fresh database: the same values come back.
+    let other = Place::new();
+    other.write(
+        "all.json",
+        &std::fs::read_to_string(place.path("all.json")).unwrap(),
+    );
+    other.ok(&["users", "import", "all.json"]);
+    let shown = other.json(&["users", "show", "multi@example.com", "--json"]);
+    assert_eq!(shown["vendor"], json!(["a", "b"]));
+    let list = other.ok(&["users", "list", "--filter", "vendor:b"]);
+    assert!(
+        list.contains("multi@example.com") && !list.contains("one@example.com"),
+        "{list}"
+    );
+}

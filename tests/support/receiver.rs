@@ -1,5 +1,8 @@
 //! A real webhook receiver for tests: an HTTP/1.1 server on a port of its own that records
-//! every request and answers as it is told (a list of statuses, or never).
+//! every request and answers as it is told (a list of statuses, a delay, or never).
+
+// Each test binary uses some of it.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub enum Answer {
     Statuses(Vec<u16>),
     /// Reads the request and never answers.
     Never,
+    /// Answers 200 after this long.
+    After(Duration),
 }
 
 #[derive(Clone)]
@@ -56,9 +61,13 @@ impl Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let queue = Arc::new(Mutex::new(match &answer {
             Answer::Statuses(s) => s.clone(),
-            Answer::Never => Vec::new(),
+            Answer::Never | Answer::After(_) => Vec::new(),
         }));
         let never = matches!(answer, Answer::Never);
+        let delay = match answer {
+            Answer::After(d) => d,
+            _ => Duration::ZERO,
+        };
         let record = got.clone();
         tokio::spawn(async move {
             loop {
@@ -75,6 +84,7 @@ impl Receiver {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         return;
                     }
+                    tokio::time::sleep(delay).await;
                     let status = {
                         let mut q = queue.lock().unwrap();
                         if q.is_empty() { 200 } else { q.remove(0) }

@@ -172,6 +172,8 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX outbox_due ON outbox (state, next_at);
 "#,
     ),
+    // `vendor` holds JSON from now on (a string or an array of strings, kept as given).
+    Migration::Sql("UPDATE users SET vendor = json_quote(vendor) WHERE vendor IS NOT NULL;"),
 ];
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds

@@ -7,7 +7,7 @@ use super::classify;
 use crate::db::outbox::{Message, Settle};
 use crate::db::users::{Filter, ListQuery, PasswordHash, SortKey, User};
 use crate::db::{Lookup, Ops, StoreError};
-use crate::domain::{Email, UserId};
+use crate::domain::{Email, UserId, Vendor};
 
 /// One connection, or one transaction (which derefs to its connection).
 pub struct Conn<'a>(pub &'a Connection);
@@ -30,11 +30,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         is_active: row.get(4)?,
         scope: serde_json::from_str(&scope).map_err(|e| bad(5, Box::new(e)))?,
         plan: row.get(6)?,
-        vendor: row.get(7)?,
+        vendor: row
+            .get::<_, Option<String>>(7)?
+            .map(|text| stored_vendor(&text)),
         metadata: serde_json::from_str(&metadata).map_err(|e| bad(8, Box::new(e)))?,
         created: row.get(9)?,
         mtime: row.get(10)?,
     })
+}
+
+/// A stored vendor: JSON text (a string or an array of strings) since schema version 4.
+fn stored_vendor(text: &str) -> Vendor {
+    serde_json::from_str(text).unwrap_or_else(|_| Vendor::One(text.to_owned()))
 }
 
 /// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`), then the
@@ -50,7 +57,10 @@ fn values(user: &User) -> Result<[V; 12], StoreError> {
         V::Integer(i64::from(user.is_active)),
         V::Text(scope),
         V::Text(user.plan.clone()),
-        user.vendor.clone().map_or(V::Null, V::Text),
+        match &user.vendor {
+            None => V::Null,
+            Some(v) => V::Text(serde_json::to_string(v).map_err(StoreError::other)?),
+        },
         V::Text(metadata),
         V::Integer(user.created),
         V::Integer(user.mtime),
@@ -100,7 +110,11 @@ fn where_clause(q: &ListQuery) -> (String, Vec<V>) {
                 V::Text(s.clone()),
             ),
             Filter::Plan(s) => ("plan = ?N", V::Text(s.clone())),
-            Filter::Vendor(s) => ("vendor = ?N", V::Text(s.clone())),
+            // A string vendor, or an array holding the name.
+            Filter::Vendor(s) => (
+                "EXISTS (SELECT 1 FROM json_each(users.vendor) WHERE json_each.value = ?N)",
+                V::Text(s.clone()),
+            ),
             Filter::IsActive(b) => ("is_active = ?N", V::Integer(i64::from(*b))),
             Filter::Username(s) => ("username = ?N", V::Text(s.clone())),
             Filter::Email(s) => ("email_key = ?N", V::Text(Email::key_of(s))),
