@@ -110,6 +110,9 @@ struct Run {
     sign_in: Wrk,
     create_big: Wrk,
     create_empty: Wrk,
+    /// Sign-ups on an empty database whose `user.created` webhook goes to a receiver that
+    /// takes 5 s to answer each message.
+    create_hooked: Wrk,
     mixed_get: Wrk,
     mixed_flood: Wrk,
     unknown_ms: f64,
@@ -122,7 +125,7 @@ impl Run {
     fn summary(&self) -> String {
         format!(
             "GET / {:.0}/s, GET /user {:.0}/s p99 {:.2} ms, sign-in {:.1}/s (bcrypt {:.1}/s/core), \
-             POST /user {:.1}/s vs {:.1}/s empty, flood p99 {:.1} ms, start {:.0} ms, \
+             POST /user {:.1}/s vs {:.1}/s empty ({:.1}/s with a slow webhook), flood p99 {:.1} ms, start {:.0} ms, \
              rss {:.1}/{:.1} MiB, unknown/wrong {:.1}/{:.1} ms",
             self.root.rps(),
             self.get_user.rps(),
@@ -131,6 +134,7 @@ impl Run {
             self.verify_rate,
             self.create_big.rps(),
             self.create_empty.rps(),
+            self.create_hooked.rps(),
             self.mixed_get.p99,
             self.startup_ms,
             self.rss_idle_mib,
@@ -199,9 +203,20 @@ fn one_run(
     server.wait_idle();
     r.verify_rate = (before + verify_rate(hash)) / 2.0;
 
-    // Sign-ups with the stored users and with an empty database, adjacent, order alternated.
+    // Sign-ups with the stored users, with an empty database, and with an empty database
+    // whose webhook receiver is slow: adjacent, the first two in alternated order.
     let empty_db = work.join(format!("empty-{run}.db"));
     let empty = Server::start(work, config, &empty_db, &[]);
+    let hooked_db = work.join(format!("hooked-{run}.db"));
+    let receiver = slow_receiver(Duration::from_secs(5));
+    let hook_url = format!("http://{receiver}/hook");
+    let hooked = Server::start(
+        work,
+        config,
+        &hooked_db,
+        &[("APPMIXER_WEBHOOKS__USER_CREATED", hook_url.as_str())],
+    );
+    let tag_hooked = format!("r{run}h{}", std::process::id());
     let tag_big = format!("r{run}b{}", std::process::id());
     let tag_empty = format!("r{run}e{}", std::process::id());
     let create = |addr: SocketAddr, tag: &str| {
@@ -223,7 +238,10 @@ fn one_run(
             empty.wait_idle();
         }
     }
+    r.create_hooked = create(hooked.addr, &tag_hooked);
+    hooked.wait_idle();
     drop(empty);
+    drop(hooked);
 
     // GET /user while a sign-in flood keeps every core busy hashing.
     let flood = wrk_spawn(
@@ -846,6 +864,22 @@ impl Report {
             col(&|r| r.create_empty.rps()),
         );
         add(
+            format!(
+                "`POST /user` throughput, empty database, webhook to a receiver taking 5 s, {HASH_CONNS} connections"
+            ),
+            Goal::None,
+            " req/s",
+            1,
+            col(&|r| r.create_hooked.rps()),
+        );
+        add(
+            "`POST /user` with the slow webhook / without".into(),
+            Goal::AtLeast(0.9),
+            "",
+            2,
+            col(&|r| r.create_hooked.rps() / r.create_empty.rps()),
+        );
+        add(
             format!("`POST /user` {users_txt} users / empty"),
             Goal::AtLeast(0.9),
             "",
@@ -1150,4 +1184,26 @@ fn update_table(path: &Path, machine_line: &str, table: &str) {
         &text[b..]
     );
     std::fs::write(path, new).expect("write the benchmark page");
+}
+
+/// A webhook receiver that reads each request and answers 200 after `delay`, one thread per
+/// connection; its address.
+fn slow_receiver(delay: Duration) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    addr
 }
