@@ -201,6 +201,9 @@ pub struct AuthSettings {
     pub max_failed_attempts: u32,
     /// The window for `max_failed_attempts`, as a timespan.
     pub lockout_window: Timespan,
+    /// A password change of any kind refuses every token of that user issued before it (401
+    /// `Token revoked`). Off: earlier tokens keep working until they expire.
+    pub revoke_on_password_change: bool,
 }
 
 impl Default for AuthSettings {
@@ -214,6 +217,7 @@ impl Default for AuthSettings {
             hash_queue: 1024,
             max_failed_attempts: 10,
             lockout_window: Timespan(15 * 60),
+            revoke_on_password_change: true,
         }
     }
 }

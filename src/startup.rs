@@ -173,6 +173,8 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/user"),
     ("POST", "/user/reset-password"),
     ("POST", "/user/change-password"),
+    ("POST", "/user/revoke-tokens"),
+    ("POST", "/users/{id}/revoke-tokens"),
     ("GET", "/users"),
     ("GET", "/users/count"),
     ("GET", "/users/{id}"),
@@ -248,6 +250,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/users/{id}/delete-status/{ticket}")
             .route(web::get().to(users::delete_status))
             .default_service(web::to(meta::method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/user/revoke-tokens")
+            .route(web::post().to(users::revoke_own_tokens))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/users/{id}/revoke-tokens")
+            .route(web::post().to(users::revoke_tokens))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
     )
     .service(
         web::resource("/config")

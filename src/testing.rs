@@ -176,7 +176,9 @@ impl TestServer {
             .store
             .read_blocking(|ops| ops.find_by_any(who))?
             .ok_or_else(|| anyhow::anyhow!("no user {who:?}"))?;
-        self.state.tokens.issue(user.id.as_str(), &user.scope)
+        self.state
+            .tokens
+            .issue_since(user.id.as_str(), &user.scope, user.tokens_since)
     }
 
     /// How many users are stored.

@@ -150,7 +150,7 @@ pub async fn sign_in(
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("matched candidate vanished")))?;
     let token = state
         .tokens
-        .issue(user.id.as_str(), &user.scope)
+        .issue_since(user.id.as_str(), &user.scope, user.tokens_since)
         .map_err(ApiError::internal)?;
     Ok((user, token))
 }

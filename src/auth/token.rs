@@ -100,17 +100,30 @@ impl TokenService {
 
     /// Issues a token valid for the configured lifetime.
     pub fn issue(&self, id: &str, scope: &[String]) -> anyhow::Result<String> {
-        self.issue_for(id, scope, self.lifetime_secs)
+        self.issue_for(id, scope, self.lifetime_secs, 0)
     }
 
-    /// Issues a token valid for `lifetime_secs` from the server's now.
+    /// Issues a token for a user whose tokens issued before second `since` are refused
+    /// (revocation): its `iat` is never earlier, so a sign-in in the very second of a password
+    /// change works. `since` is a second or so ahead of now, within the tolerance.
+    pub fn issue_since(&self, id: &str, scope: &[String], since: i64) -> anyhow::Result<String> {
+        self.issue_for(id, scope, self.lifetime_secs, since)
+    }
+
+    /// Issues a token valid for `lifetime_secs` from the server's now (or from `since`, when
+    /// that is up to a second later).
     pub fn issue_for(
         &self,
         id: &str,
         scope: &[String],
         lifetime_secs: u64,
+        since: i64,
     ) -> anyhow::Result<String> {
         let now = self.clock.now();
+        let now = match u64::try_from(since) {
+            Ok(since) if since > now && since < now + TIME_TOLERANCE_SECS => since,
+            _ => now,
+        };
         // Times are set here, from the server's clock; jwt-simple's own are replaced.
         let mut claims = Claims::with_custom_claims(
             UserClaims {
@@ -124,6 +137,12 @@ impl TokenService {
         let exp = now.saturating_add(lifetime_secs).min(LAST_TOKEN_SECOND);
         claims.expires_at = Some(Duration::from_secs(exp));
         self.key.authenticate(claims)
+    }
+
+    /// The second from which tokens issued now are accepted after a revocation: the next one,
+    /// so every token issued up to this moment (same second included) is refused.
+    pub fn revocation_second(&self) -> i64 {
+        self.clock.now() as i64 + 1
     }
 
     /// Verifies signature, algorithm (HS256 only) and times; `exp` is required.
@@ -271,7 +290,7 @@ mod tests {
     fn lifetimes_past_2106_are_capped_not_wrapped() {
         let s = service();
         let token = s
-            .issue_for("5c88c7cc04a917256c726c3d", &[], 100 * 365 * 86_400)
+            .issue_for("5c88c7cc04a917256c726c3d", &[], 100 * 365 * 86_400, 0)
             .expect("issue");
         let claims = s.verify(&token).expect("valid");
         assert_eq!(claims.expires_at.expect("exp").as_secs(), LAST_TOKEN_SECOND);

@@ -34,6 +34,7 @@ pub fn run(settings: &Settings, a: TokenArgs, out: &mut dyn Write) -> CliResult 
         user.id.as_str(),
         &user.scope,
         ttl.0,
+        user.tokens_since,
     )?;
     writeln!(out, "{token}")?;
     Ok(())

@@ -47,6 +47,13 @@ pub struct UserRecord<'a> {
     /// Milliseconds since the epoch.
     pub created: i64,
     pub mtime: i64,
+    /// Seconds: the user's tokens issued before were revoked. Left out when nothing was.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tokens_since: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl<'a> From<&'a User> for UserRecord<'a> {
@@ -63,6 +70,7 @@ impl<'a> From<&'a User> for UserRecord<'a> {
             metadata: &u.metadata,
             created: u.created,
             mtime: u.mtime,
+            tokens_since: u.tokens_since,
         }
     }
 }
@@ -339,6 +347,13 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
     };
     let created = millis(o, "created")?.unwrap_or(now);
     let mtime = millis(o, "mtime")?.unwrap_or(created);
+    let tokens_since = match o.remove("tokensSince") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .filter(|n| (0..=i64::from(u32::MAX)).contains(n))
+            .ok_or("tokensSince: must be whole seconds since the epoch")?,
+    };
     Ok(User {
         id,
         username,
@@ -351,6 +366,7 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
         metadata,
         created,
         mtime,
+        tokens_since,
     })
 }
 
@@ -410,6 +426,7 @@ fn same_record(a: &User, b: &User) -> bool {
         && a.metadata == b.metadata
         && a.created == b.created
         && a.mtime == b.mtime
+        && a.tokens_since == b.tokens_since
 }
 
 #[cfg(test)]

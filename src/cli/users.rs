@@ -25,6 +25,8 @@ pub enum UsersCommand {
     SetPassword(SetPasswordArgs),
     /// Delete a user, by id, username or email.
     Delete(DeleteArgs),
+    /// Sign a user out everywhere: every token issued so far is refused (401 Token revoked).
+    Revoke(DeleteArgs),
     /// Write every user, password hashes included, as JSON (to FILE, or stdout).
     Export(super::transfer::ExportArgs),
     /// Create or update users from an export (one transaction: all or nothing).
@@ -127,6 +129,7 @@ pub fn run(settings: &Settings, command: UsersCommand, out: &mut dyn Write) -> C
         UsersCommand::Show(a) => show(settings, a, out),
         UsersCommand::SetPassword(a) => set_password(settings, a, out),
         UsersCommand::Delete(a) => delete(settings, a, out),
+        UsersCommand::Revoke(a) => revoke(settings, a, out),
         UsersCommand::Export(a) => super::transfer::export(settings, a, out),
         UsersCommand::Import(a) => super::transfer::import(settings, a, out),
         UsersCommand::Reset(a) => reset(settings, a, out),
@@ -372,7 +375,14 @@ fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) ->
     let password = Password::parse_new("password", &password).map_err(arg_err("password"))?;
     let hash = bcrypt::hash(password.expose(), settings.auth.bcrypt_cost)
         .map_err(|e| CliError::failure(format!("cannot hash the password: {e}")))?;
-    if !store.write_blocking(|ops| ops.set_password_hash(&user.id, &hash, users::now_ms()))? {
+    // Every earlier token of the user is refused (as the server does), unless turned off.
+    let revoke = settings
+        .auth
+        .revoke_on_password_change
+        .then(|| users::now_ms() / 1000 + 1);
+    if !store
+        .write_blocking(|ops| ops.set_password_hash(&user.id, &hash, users::now_ms(), revoke))?
+    {
         return Err(CliError::failure(format!(
             "user {} was deleted meanwhile",
             user.id
@@ -383,6 +393,28 @@ fn set_password(settings: &Settings, a: SetPasswordArgs, out: &mut dyn Write) ->
         "password set for {} ({})",
         super::shown(&user.username),
         user.id
+    )?;
+    Ok(())
+}
+
+fn revoke(settings: &Settings, a: DeleteArgs, out: &mut dyn Write) -> CliResult {
+    let store = super::connect_existing(settings)?;
+    let user = find_user(&store, &a.user)?;
+    let since = users::now_ms() / 1000 + 1;
+    let Some(since) =
+        store.write_blocking(|ops| ops.revoke_tokens(&user.id, since, users::now_ms()))?
+    else {
+        return Err(CliError::failure(format!(
+            "user {} was deleted meanwhile",
+            user.id
+        )));
+    };
+    writeln!(
+        out,
+        "tokens of {} ({}) issued before {} are refused",
+        super::shown(&user.username),
+        user.id,
+        crate::domain::iso8601(since * 1000)
     )?;
     Ok(())
 }

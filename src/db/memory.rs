@@ -24,6 +24,14 @@ pub struct Version(pub [u8; 64]);
 const CAPACITY: usize = 10_000;
 const CAPACITY_BYTES: usize = 8 << 20;
 
+/// What is remembered of a user: the public JSON of `GET /user`, and the second before which
+/// its tokens are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub json: Bytes,
+    pub tokens_since: i64,
+}
+
 pub struct Answers {
     on: bool,
     entries: Mutex<Entries>,
@@ -31,7 +39,7 @@ pub struct Answers {
 
 #[derive(Default)]
 struct Entries {
-    map: HashMap<UserId, (Version, Bytes)>,
+    map: HashMap<UserId, (Version, Entry)>,
     bytes: usize,
 }
 
@@ -56,26 +64,27 @@ impl Answers {
     }
 
     /// The answer remembered for `id`, if it was read at version `now`.
-    pub fn remembered(&self, id: &UserId, now: Version) -> Option<Bytes> {
+    pub fn remembered(&self, id: &UserId, now: Version) -> Option<Entry> {
         let entries = self.entries.lock().ok()?;
-        let (version, body) = entries.map.get(id)?;
-        (*version == now).then(|| body.clone())
+        let (version, entry) = entries.map.get(id)?;
+        (*version == now).then(|| entry.clone())
     }
 
     /// Remembers `body`, read at version `seen` (the caller checks that the version has not
     /// moved since: then it may already be out of date).
-    pub fn put(&self, id: UserId, seen: Version, body: Bytes) {
+    pub fn put(&self, id: UserId, seen: Version, entry: Entry) {
         if !self.on {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.map.len() >= CAPACITY || entries.bytes + body.len() > CAPACITY_BYTES {
+            let size = entry.json.len();
+            if entries.map.len() >= CAPACITY || entries.bytes + size > CAPACITY_BYTES {
                 entries.map.clear();
                 entries.bytes = 0;
             }
-            entries.bytes += body.len();
-            if let Some((_, old)) = entries.map.insert(id, (seen, body)) {
-                entries.bytes -= old.len();
+            entries.bytes += size;
+            if let Some((_, old)) = entries.map.insert(id, (seen, entry)) {
+                entries.bytes -= old.json.len();
             }
         }
     }
@@ -90,8 +99,12 @@ mod tests {
         let answers = Answers::new(true);
         let id = UserId::generate();
         let (v1, v2) = (Version([1; 64]), Version([2; 64]));
-        answers.put(id.clone(), v1, Bytes::from_static(b"{}"));
-        assert_eq!(answers.remembered(&id, v1).as_deref(), Some(&b"{}"[..]));
+        let entry = Entry {
+            json: Bytes::from_static(b"{}"),
+            tokens_since: 7,
+        };
+        answers.put(id.clone(), v1, entry.clone());
+        assert_eq!(answers.remembered(&id, v1), Some(entry));
         assert_eq!(answers.remembered(&id, v2), None);
     }
 
@@ -100,7 +113,11 @@ mod tests {
         let answers = Answers::new(true);
         let big = Bytes::from(vec![b' '; 64 * 1024]);
         for _ in 0..500 {
-            answers.put(UserId::generate(), Version([0; 64]), big.clone());
+            let entry = Entry {
+                json: big.clone(),
+                tokens_since: 0,
+            };
+            answers.put(UserId::generate(), Version([0; 64]), entry);
             let entries = answers.entries.lock().expect("lock");
             assert!(entries.bytes <= CAPACITY_BYTES);
             assert_eq!(entries.bytes, entries.map.len() * big.len());

@@ -87,13 +87,24 @@ pub trait Ops {
     fn insert_user(&mut self, user: &User) -> Result<(), StoreError>;
     /// Writes every field of `user` over the stored user with its id; false when none is.
     fn replace_user(&mut self, user: &User) -> Result<bool, StoreError>;
-    /// Sets a password hash and mtime; false when the user is not stored.
+    /// Sets a password hash and mtime, and with `tokens_since` refuses every token of the user
+    /// issued so far: from then on only tokens issued at or after that second, or after the
+    /// previous such second, whichever is later, count. False when the user is not stored.
     fn set_password_hash(
         &mut self,
         id: &UserId,
         hash: &str,
         mtime: i64,
+        tokens_since: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Refuses every token of the user issued so far, as `set_password_hash` does; the second
+    /// from which tokens count now, or `None` when the user is not stored.
+    fn revoke_tokens(
+        &mut self,
+        id: &UserId,
+        since: i64,
+        mtime: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// False when the user was not stored.
     fn delete_user(&mut self, id: &UserId) -> Result<bool, StoreError>;
     /// Deletes every user whose id is not in `keep`; how many went.
@@ -326,21 +337,26 @@ impl Store {
         self.read(move |ops| ops.get(&id)).await
     }
 
-    /// The public JSON of a user (`GET /user`), remembered while nothing is committed.
-    pub async fn public_user_json(&self, id: &UserId) -> Result<bytes::Bytes, StoreError> {
+    /// What every token check and `GET /user` need of a user (its public JSON, and the second
+    /// before which its tokens are refused), remembered while nothing is committed.
+    pub async fn user_entry(&self, id: &UserId) -> Result<memory::Entry, StoreError> {
         let seen = self.backend.version();
-        if let Some(body) = seen.and_then(|v| self.answers.remembered(id, v)) {
-            return Ok(body);
+        if let Some(entry) = seen.and_then(|v| self.answers.remembered(id, v)) {
+            return Ok(entry);
         }
         let user = self.user(id.clone()).await?;
-        let body =
-            bytes::Bytes::from(serde_json::to_vec(&user.public()).map_err(StoreError::other)?);
+        let entry = memory::Entry {
+            json: bytes::Bytes::from(
+                serde_json::to_vec(&user.public()).map_err(StoreError::other)?,
+            ),
+            tokens_since: user.tokens_since,
+        };
         if let Some(seen) = seen
             && self.backend.version() == Some(seen)
         {
-            self.answers.put(id.clone(), seen, body.clone());
+            self.answers.put(id.clone(), seen, entry.clone());
         }
-        Ok(body)
+        Ok(entry)
     }
 
     /// The system configuration keys stored through `/config`: read again only after a

@@ -31,6 +31,8 @@ pub struct User {
     /// Milliseconds since the epoch.
     pub created: i64,
     pub mtime: i64,
+    /// Seconds since the epoch: tokens issued before are refused (revocation); 0 for none.
+    pub tokens_since: i64,
 }
 
 /// What clients see of a user: never a hash or a secret.
@@ -88,6 +90,7 @@ impl User {
             metadata: Value::Object(serde_json::Map::new()),
             created: now,
             mtime: now,
+            tokens_since: 0,
         }
     }
 

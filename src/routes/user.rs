@@ -115,9 +115,7 @@ pub async fn create(
 }
 
 /// `GET /user`: the caller's own user.
-pub async fn current(
-    state: web::Data<AppState>,
-    caller: AuthUser,
-) -> Result<HttpResponse, ApiError> {
-    Ok(json_bytes(state.store.public_user_json(&caller.id).await?))
+/// (The extractor read the stored user, remembered while unchanged, to check the token.)
+pub async fn current(caller: AuthUser) -> HttpResponse {
+    json_bytes(caller.public_json)
 }

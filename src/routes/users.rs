@@ -280,14 +280,47 @@ async fn set_password(
     password: Password,
 ) -> Result<HttpResponse, ApiError> {
     let hash = state.hasher.hash(password).await?;
+    let revoke = state
+        .settings
+        .auth
+        .revoke_on_password_change
+        .then(|| state.tokens.revocation_second());
     let user = state
         .store
         .write(move |ops| {
-            if !ops.set_password_hash(&id, &hash, users::now_ms())? {
+            if !ops.set_password_hash(&id, &hash, users::now_ms(), revoke)? {
                 return Err(StoreError::NotFound);
             }
             ops.get(&id)
         })
         .await?;
     json_ok(&user.public())
+}
+
+/// Refuses every token of `id` issued until now; the answer says from when tokens count.
+async fn revoke(state: &AppState, id: UserId) -> Result<HttpResponse, ApiError> {
+    let since = state.tokens.revocation_second();
+    let since = state
+        .store
+        .write(move |ops| ops.revoke_tokens(&id, since, users::now_ms()))
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    json_ok(&json!({ "revokedBefore": crate::domain::iso8601(since * 1000) }))
+}
+
+/// `POST /users/{id}/revoke-tokens` (admin): signs the user out everywhere.
+pub async fn revoke_tokens(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    revoke(&state, UserId::parse(&path)?).await
+}
+
+/// `POST /user/revoke-tokens` (own token): "sign out everywhere", this token included.
+pub async fn revoke_own_tokens(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    revoke(&state, caller.id).await
 }

@@ -299,12 +299,16 @@ async fn admins_reset_passwords_and_users_change_their_own() {
         403,
     )
     .await;
-    assert_eq!(
-        app.sign_in(&json!({"username": "fay", "password": "reset-pw"}))
-            .await
-            .status(),
-        200
-    );
+    let res = app
+        .sign_in(&json!({"username": "fay", "password": "reset-pw"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    // The reset refused fay's earlier token (revocation.rs); the new one is used below.
+    assert_eq!(app.get_with_token("/user", &token).await.status(), 401);
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = send(
         &app,
         reqwest::Method::POST,

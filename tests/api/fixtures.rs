@@ -62,6 +62,17 @@ async fn restarting_brings_fixture_users_back_to_what_the_file_says() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // The change refused the earlier token (revocation.rs); a token from after it is kept.
+    let before = token;
+    let token = app
+        .sign_in(&json!({"username": "gus", "password": "changed-pw"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let dir = app.stop().await;
 
     // The file now says gus is on plan "pro"; the password goes back to the declared one.
@@ -84,8 +95,10 @@ async fn restarting_brings_fixture_users_back_to_what_the_file_says() {
         403,
     )
     .await;
-    // The old token still works: same user, same secret.
+    // A token from before the restart still works: same user, same secret. Putting the
+    // declared password back is no password change by the user: nothing more is revoked.
     assert_eq!(app.get_with_token("/user", &token).await.status(), 200);
+    assert_eq!(app.get_with_token("/user", &before).await.status(), 401);
 }
 
 #[tokio::test]

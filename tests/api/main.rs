@@ -21,6 +21,7 @@ mod process;
 mod proxies;
 #[path = "../support/receiver.rs"]
 mod receiver;
+mod revocation;
 mod security;
 mod tls;
 mod tokens;

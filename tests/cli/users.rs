@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{Place, assert_success, sign_in, stderr, stdout};
+use crate::{Place, assert_success, http, sign_in, stderr, stdout};
 
 #[test]
 fn users_add_creates_users_who_sign_in_over_http_with_flag_or_stdin_passwords() {
@@ -498,4 +498,42 @@ fn a_password_typed_at_a_terminal_is_not_echoed() {
 
     let server = place.serve(&[]);
     assert_eq!(sign_in(&server, "tty-user", "typed-secret-9").0, 200);
+}
+
+#[test]
+fn users_revoke_and_set_password_sign_the_user_out_of_the_running_server() {
+    let place = Place::new();
+    let server = place.serve(&[]);
+    let (status, body) = http(
+        "POST",
+        &format!("{}/user", server.url),
+        None,
+        Some(json!({"username": "rev@example.com", "password": "abc321"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let me = format!("{}/user", server.url);
+    assert_eq!(http("GET", &me, Some(&token), None).0, 200);
+
+    let out = place.ok(&["users", "revoke", "rev@example.com"]);
+    assert!(out.contains("are refused"), "{out}");
+    let (status, body) = http("GET", &me, Some(&token), None);
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("Token revoked"))
+    );
+
+    // A sign-in right after works, until the password is set from the command line.
+    let (status, body) = sign_in(&server, "rev@example.com", "abc321");
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(http("GET", &me, Some(&fresh), None).0, 200);
+    place.ok(&[
+        "users",
+        "set-password",
+        "rev@example.com",
+        "--password",
+        "new-pass-1",
+    ]);
+    assert_eq!(http("GET", &me, Some(&fresh), None).0, 401);
 }

@@ -174,6 +174,9 @@ const MIGRATIONS: &[Migration] = &[
     ),
     // `vendor` holds JSON from now on (a string or an array of strings, kept as given).
     Migration::Sql("UPDATE users SET vendor = json_quote(vendor) WHERE vendor IS NOT NULL;"),
+    // Token revocation: a token of this user is accepted only if issued at or after this
+    // second (0: every token).
+    Migration::Sql("ALTER TABLE users ADD COLUMN tokens_since INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds

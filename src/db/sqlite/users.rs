@@ -12,8 +12,8 @@ use crate::domain::{Email, UserId, Vendor};
 /// One connection, or one transaction (which derefs to its connection).
 pub struct Conn<'a>(pub &'a Connection);
 
-const COLUMNS: &str =
-    "id, username, email, password_hash, is_active, scope, plan, vendor, metadata, created, mtime";
+const COLUMNS: &str = "id, username, email, password_hash, is_active, scope, plan, vendor, metadata, \
+     created, mtime, tokens_since";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let id: String = row.get(0)?;
@@ -36,6 +36,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         metadata: serde_json::from_str(&metadata).map_err(|e| bad(8, Box::new(e)))?,
         created: row.get(9)?,
         mtime: row.get(10)?,
+        tokens_since: row.get(11)?,
     })
 }
 
@@ -44,9 +45,9 @@ fn stored_vendor(text: &str) -> Vendor {
     serde_json::from_str(text).unwrap_or_else(|_| Vendor::One(text.to_owned()))
 }
 
-/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?11`), then the
-/// email's key (`?12`).
-fn values(user: &User) -> Result<[V; 12], StoreError> {
+/// A user's fields as SQL values, in the order of [`COLUMNS`] (`?1` … `?12`), then the
+/// email's key (`?13`).
+fn values(user: &User) -> Result<[V; 13], StoreError> {
     let scope = serde_json::to_string(&user.scope).map_err(StoreError::other)?;
     let metadata = serde_json::to_string(&user.metadata).map_err(StoreError::other)?;
     Ok([
@@ -64,6 +65,7 @@ fn values(user: &User) -> Result<[V; 12], StoreError> {
         V::Text(metadata),
         V::Integer(user.created),
         V::Integer(user.mtime),
+        V::Integer(user.tokens_since),
         V::Text(Email::key_of(&user.email)),
     ])
 }
@@ -158,7 +160,7 @@ impl Ops for Conn<'_> {
         self.change(
             &format!(
                 "INSERT INTO users ({COLUMNS}, email_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
             rusqlite::params_from_iter(values(user)?),
         )?;
@@ -169,7 +171,7 @@ impl Ops for Conn<'_> {
         let n = self.change(
             "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
                  scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
-                 email_key = ?12
+                 tokens_since = ?12, email_key = ?13
              WHERE id = ?1",
             rusqlite::params_from_iter(values(user)?),
         )?;
@@ -181,12 +183,32 @@ impl Ops for Conn<'_> {
         id: &UserId,
         hash: &str,
         mtime: i64,
+        tokens_since: Option<i64>,
     ) -> Result<bool, StoreError> {
         let n = self.change(
-            "UPDATE users SET password_hash = ?2, mtime = ?3 WHERE id = ?1",
-            params![id.as_str(), hash, mtime],
+            "UPDATE users SET password_hash = ?2, mtime = ?3,
+                 tokens_since = CASE WHEN ?4 IS NULL THEN tokens_since
+                                     ELSE MAX(?4, tokens_since + 1) END
+             WHERE id = ?1",
+            params![id.as_str(), hash, mtime, tokens_since],
         )?;
         Ok(n == 1)
+    }
+
+    fn revoke_tokens(
+        &mut self,
+        id: &UserId,
+        since: i64,
+        mtime: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE users SET tokens_since = MAX(?2, tokens_since + 1), mtime = ?3
+                 WHERE id = ?1 RETURNING tokens_since",
+            )?
+            .query_row(params![id.as_str(), since, mtime], |r| r.get(0))
+            .optional()?)
     }
 
     fn delete_user(&mut self, id: &UserId) -> Result<bool, StoreError> {
