@@ -36,6 +36,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
+    pub smtp: SmtpSettings,
     /// Declared users (`[[users]]`), applied at every start.
     pub users: Vec<FixtureUser>,
 }
@@ -56,6 +57,10 @@ pub struct WebhookSettings {
     /// URL that receives `{"event": "user.created", "user": …}` after every user is created
     /// (the engine's `WEBHOOK_USER_CREATED`; a key stored through `/config` wins). Unset: none.
     pub user_created: Option<String>,
+    /// URL that receives `{"code", "email", "userId", "created", "link"}` when a known address
+    /// asks for a password reset (the engine's `WEBHOOK_USER_FORGOT_PASSWORD`; a stored key
+    /// wins). Unset: none.
+    pub user_forgot_password: Option<String>,
     /// Signing secret: each request then carries `webhook-signature` (Standard Webhooks:
     /// `whsec_` and base64 is decoded to the key, anything else is the key as it is).
     pub secret: Option<Secret>,
@@ -69,9 +74,53 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             user_created: None,
+            user_forgot_password: None,
             secret: None,
             give_up_after: Timespan(24 * 3600),
             timeout: Timespan(5),
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587); refused if the server cannot.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (a relay on localhost, a test server).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    /// The SMTP server that sends forgot-password mail. Unset: no mail is sent.
+    pub host: Option<String>,
+    pub port: u16,
+    /// `starttls` (default), `tls` or `none`.
+    pub tls: SmtpTls,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// A file holding the password (kept out of the settings file).
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `Appmixer <no-reply@example.com>`. Needed when `host` is set.
+    pub from: Option<String>,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 587,
+            tls: SmtpTls::Starttls,
+            user: None,
+            password: None,
+            password_file: None,
+            from: None,
         }
     }
 }
@@ -129,6 +178,10 @@ pub struct ServerSettings {
     /// With TLS on, answers carry `Strict-Transport-Security: max-age=31536000`, so browsers
     /// keep to HTTPS. Turn off for a certificate you are only trying out.
     pub hsts: bool,
+    /// The address people reach this server at (`https://auth.example.com`), for the links in
+    /// forgot-password messages. Unset: `http(s)://host:port` of the listener. Never taken from
+    /// a request's `Host` header, which a client chooses.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +203,7 @@ impl Default for ServerSettings {
             forwarded_header: "X-Forwarded-For".into(),
             tls: None,
             hsts: true,
+            public_url: None,
         }
     }
 }
@@ -204,6 +258,8 @@ pub struct AuthSettings {
     /// A password change of any kind refuses every token of that user issued before it (401
     /// `Token revoked`). Off: earlier tokens keep working until they expire.
     pub revoke_on_password_change: bool,
+    /// How long a forgot-password code stays good.
+    pub reset_code_ttl: Timespan,
 }
 
 impl Default for AuthSettings {
@@ -218,6 +274,7 @@ impl Default for AuthSettings {
             max_failed_attempts: 10,
             lockout_window: Timespan(15 * 60),
             revoke_on_password_change: true,
+            reset_code_ttl: Timespan(3600),
         }
     }
 }
@@ -513,6 +570,26 @@ impl Settings {
         }
         if let Some(url) = &self.webhooks.user_created {
             check_url(url).map_err(|e| format!("webhooks.user_created {e}"))?;
+        }
+        if let Some(url) = &self.webhooks.user_forgot_password {
+            check_url(url).map_err(|e| format!("webhooks.user_forgot_password {e}"))?;
+        }
+        if let Some(url) = &self.server.public_url {
+            check_url(url).map_err(|e| format!("server.public_url {e}"))?;
+        }
+        if self.auth.reset_code_ttl.0 == 0 {
+            return Err("auth.reset_code_ttl must be longer than 0 seconds".into());
+        }
+        if self.smtp.host.is_some() {
+            let from = self.smtp.from.as_deref().unwrap_or("");
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(format!(
+                    "smtp.from must be an address such as `Appmixer <no-reply@example.com>` when smtp.host is set, not `{from}`"
+                ));
+            }
+            if self.smtp.password.is_some() && self.smtp.password_file.is_some() {
+                return Err("smtp.password and smtp.password_file are both set; keep one".into());
+            }
         }
         if self.webhooks.timeout.0 == 0 {
             return Err("webhooks.timeout must be longer than 0 seconds".into());

@@ -93,13 +93,15 @@ impl Application {
             }
             _ => None,
         };
-        Ok(Self {
+        let app = Self {
             host,
             port,
             server: server.run(),
             metrics,
             state,
-        })
+        };
+        let _ = app.state.public_url.set(app.url());
+        Ok(app)
     }
 
     /// The port of the separate metrics listener, when `metrics.listen` is set.
@@ -174,6 +176,8 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/user/reset-password"),
     ("POST", "/user/change-password"),
     ("POST", "/user/revoke-tokens"),
+    ("POST", "/user/forgot-password"),
+    ("POST", "/user/forgot-password/reset"),
     ("POST", "/users/{id}/revoke-tokens"),
     ("GET", "/users"),
     ("GET", "/users/count"),
@@ -192,6 +196,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/_fixtures/users"),
     ("POST", "/_fixtures/clock"),
     ("POST", "/_fixtures/limits/reset"),
+    ("GET", "/_fixtures/messages"),
 ];
 
 /// The route table.
@@ -250,6 +255,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/users/{id}/delete-status/{ticket}")
             .route(web::get().to(users::delete_status))
             .default_service(web::to(meta::method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/user/forgot-password")
+            .route(web::post().to(user::forgot_password))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/user/forgot-password/reset")
+            .route(web::post().to(user::reset_password))
+            .default_service(web::to(meta::method_not_allowed("POST"))),
     )
     .service(
         web::resource("/user/revoke-tokens")

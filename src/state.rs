@@ -24,6 +24,9 @@ pub struct AppState {
     pub deletions: DeleteTickets,
     /// Wakes the outbox worker when a request has just recorded a message.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Where people reach this server (`server.public_url`, else the listener's address,
+    /// known once it is bound).
+    pub public_url: std::sync::OnceLock<String>,
     pub limiter: Limiter,
     pub trusted_proxies: crate::net::TrustedProxies,
     /// The certificate in use when `server.tls` is set.
@@ -71,6 +74,7 @@ impl AppState {
             hasher,
             deletions: DeleteTickets::default(),
             outbox_wake: Arc::default(),
+            public_url: std::sync::OnceLock::new(),
             limiter: Limiter::new(
                 settings.auth.max_failed_attempts,
                 Duration::from_secs(settings.auth.lockout_window.0),
@@ -91,6 +95,19 @@ impl AppState {
 }
 
 impl AppState {
+    /// Where people reach this server, for links in messages.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.settings.server.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        self.public_url.get().cloned().unwrap_or_else(|| {
+            format!(
+                "http://{}:{}",
+                self.settings.server.host, self.settings.server.port
+            )
+        })
+    }
+
     /// The settings with the keys stored through `/config` over them.
     pub async fn effective(
         &self,

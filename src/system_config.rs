@@ -101,7 +101,18 @@ pub struct Effective {
     pub api_user_create_scope: Vec<String>,
     pub default_user_vendor: Option<Vendor>,
     pub webhook_user_created: Option<String>,
+    pub webhook_user_forgot_password: Option<String>,
+    /// Where the reset page is: `APPMIXER_FE_URL` + `/` + `RESET_PASSWORD_FE_URL_SUFFIX`.
+    pub reset_page: Option<String>,
+    pub mail_subject: String,
+    pub mail_body: String,
 }
+
+/// The forgot-password mail when no `FORGOT_PASSWORD_MAIL_*` key says otherwise.
+pub const DEFAULT_MAIL_SUBJECT: &str = "Reset your password";
+pub const DEFAULT_MAIL_BODY: &str = "<p>Someone asked to reset the password of your account. \
+If it was you, <a href=\"{{link}}\">choose a new password</a> within the hour \
+(or enter the code {{code}}).</p><p>If it was not you, ignore this message.</p>";
 
 impl Effective {
     pub fn new(settings: &Settings, stored: &[(String, String)]) -> Self {
@@ -126,6 +137,24 @@ impl Effective {
                 Some(v) => optional(v),
                 None => settings.webhooks.user_created.clone(),
             },
+            webhook_user_forgot_password: match get(WEBHOOK_USER_FORGOT_PASSWORD) {
+                Some(v) => optional(v),
+                None => settings.webhooks.user_forgot_password.clone(),
+            },
+            reset_page: get(APPMIXER_FE_URL).and_then(optional).map(|fe| {
+                let suffix = get(RESET_PASSWORD_FE_URL_SUFFIX).unwrap_or("reset-password");
+                format!(
+                    "{}/{}",
+                    fe.trim_end_matches('/'),
+                    suffix.trim_start_matches('/')
+                )
+            }),
+            mail_subject: get(FORGOT_PASSWORD_MAIL_SUBJECT)
+                .and_then(optional)
+                .unwrap_or_else(|| DEFAULT_MAIL_SUBJECT.to_owned()),
+            mail_body: get(FORGOT_PASSWORD_MAIL_BODY)
+                .and_then(optional)
+                .unwrap_or_else(|| DEFAULT_MAIL_BODY.to_owned()),
         }
     }
 }

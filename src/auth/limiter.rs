@@ -382,6 +382,18 @@ impl Limiter {
             );
     }
 
+    /// Forgets the counts and locks of these names (a password reset by its owner clears the
+    /// user's failed sign-ins).
+    pub fn forgive(&self, names: &[&str]) {
+        if !self.enabled() {
+            return;
+        }
+        let mut table = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            table.remove(&self.key(name));
+        }
+    }
+
     /// Forgets every count and lock (the fixture API's way to unlock a developer's box
     /// without a restart).
     pub fn clear(&self) {

@@ -4,6 +4,7 @@
 pub mod extractor;
 pub mod limiter;
 pub mod password;
+pub mod reset;
 pub mod sign_in;
 pub mod sign_up;
 pub mod token;

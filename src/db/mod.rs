@@ -130,6 +130,23 @@ pub trait Ops {
     /// False when the key was not stored.
     fn config_delete(&mut self, key: &str) -> Result<bool, StoreError>;
 
+    /// Stores a forgot-password code's hash for a user (replacing the user's earlier code) and
+    /// forgets expired codes of anyone.
+    fn reset_code_put(
+        &mut self,
+        user: &UserId,
+        code_hash: &str,
+        created: i64,
+        expires: i64,
+    ) -> Result<(), StoreError>;
+    /// The same work as [`Ops::reset_code_put`] leaving nothing behind: an unknown address costs
+    /// what a known one does.
+    fn reset_code_decoy(&mut self, code_hash: &str, now: i64) -> Result<(), StoreError>;
+    /// The user of a code that is good at `now`, without using it.
+    fn reset_code_peek(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError>;
+    /// Uses a code that is good at `now`: its user, and the code is gone.
+    fn reset_code_take(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError>;
+
     /// Records a message to send.
     fn outbox_add(&mut self, message: &outbox::Message) -> Result<(), StoreError>;
     /// Takes up to `limit` pending messages due at `now` and leases them until `lease_until`
@@ -143,6 +160,8 @@ pub trait Ops {
     ) -> Result<Vec<outbox::Message>, StoreError>;
     /// Settles a claimed message: delivered, retried at a time, or abandoned.
     fn outbox_settle(&mut self, id: &str, outcome: &outbox::Settle) -> Result<(), StoreError>;
+    /// Replaces a settled message's body (one that held a secret, such as a reset code).
+    fn outbox_redact(&mut self, id: &str) -> Result<(), StoreError>;
     /// The newest `limit` messages, newest last (for the fixture API's inbox).
     fn outbox_recent(&mut self, limit: u32) -> Result<Vec<outbox::Message>, StoreError>;
     /// Forgets settled messages created before `before`; how many went.

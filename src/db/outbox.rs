@@ -20,7 +20,8 @@ pub struct Message {
     pub attempts: u32,
     /// Past this time (ms) a failed attempt is the last.
     pub give_up_at: i64,
-    /// `pending`, `delivered` or `abandoned`.
+    /// `pending`, `delivered`, `abandoned`, or `kept` (recorded for the fixture API's inbox
+    /// only, never sent).
     pub state: String,
 }
 

@@ -78,6 +78,13 @@ async fn run(state: web::Data<AppState>) {
         .secret
         .as_ref()
         .map(|s| Arc::new(signing_key(s.expose())));
+    let mailer = match mailer(&state.settings.smtp) {
+        Ok(m) => m.map(Arc::new),
+        Err(e) => {
+            log::error!("smtp: {e:#}; mail will not be sent");
+            None
+        }
+    };
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut last_prune = 0;
     loop {
@@ -113,9 +120,14 @@ async fn run(state: web::Data<AppState>) {
                             return;
                         };
                         let (state, client, key) = (state.clone(), client.clone(), key.clone());
+                        let mailer = mailer.clone();
                         actix_web::rt::spawn(async move {
-                            deliver(&state, &client, key.as_ref().map(|k| k.as_slice()), message)
-                                .await;
+                            let out = Out {
+                                client: &client,
+                                key: key.as_ref().map(|k| k.as_slice()),
+                                mailer: mailer.as_deref(),
+                            };
+                            deliver(&state, &out, message).await;
                             drop(permit);
                         });
                     }
@@ -135,24 +147,99 @@ async fn run(state: web::Data<AppState>) {
     }
 }
 
-async fn deliver(state: &AppState, client: &reqwest::Client, key: Option<&[u8]>, m: Message) {
-    let timestamp = now_ms() / 1000;
-    let mut request = client
-        .post(&m.target)
-        .header("content-type", "application/json")
-        .header("webhook-id", &m.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .body(m.body.clone());
-    if let Some(key) = key
-        && let Some(sig) = signature(key, &m.id, timestamp, &m.body)
-    {
-        request = request.header("webhook-signature", sig);
+/// What delivers messages: the HTTP client (and signing key) for webhooks, the SMTP transport
+/// for mail.
+struct Out<'a> {
+    client: &'a reqwest::Client,
+    key: Option<&'a [u8]>,
+    mailer: Option<&'a Mailer>,
+}
+
+type Mailer = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+
+/// The SMTP transport `smtp` describes, if it names a host.
+fn mailer(smtp: &crate::settings::SmtpSettings) -> anyhow::Result<Option<Mailer>> {
+    use crate::settings::SmtpTls;
+    use lettre::transport::smtp::authentication::Credentials;
+    let Some(host) = &smtp.host else {
+        return Ok(None);
+    };
+    let mut builder = match smtp.tls {
+        SmtpTls::Starttls => Mailer::starttls_relay(host)?,
+        SmtpTls::Tls => Mailer::relay(host)?,
+        SmtpTls::None => Mailer::builder_dangerous(host),
     }
-    let failure = match request.send().await {
-        Ok(res) if res.status().is_success() => None,
-        Ok(res) => Some(format!("answered {}", res.status().as_u16())),
-        // The URL may hold a token in its query: the error is logged without it.
-        Err(e) => Some(describe(&e.without_url())),
+    .port(smtp.port)
+    .timeout(Some(Duration::from_secs(30)));
+    let password = match (&smtp.password, &smtp.password_file) {
+        (Some(p), _) => Some(p.expose().to_owned()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("smtp.password_file {}: {e}", file.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(user) = &smtp.user {
+        builder = builder.credentials(Credentials::new(user.clone(), password.unwrap_or_default()));
+    }
+    Ok(Some(builder.build()))
+}
+
+/// Sends a mail message (`{"to", "subject", "html"}`); the error says why not.
+async fn send_mail(state: &AppState, mailer: Option<&Mailer>, m: &Message) -> Result<(), String> {
+    use lettre::AsyncTransport;
+    let mailer = mailer.ok_or("smtp.host is not set (any more)")?;
+    let body: serde_json::Value =
+        serde_json::from_str(&m.body).map_err(|e| format!("unreadable mail: {e}"))?;
+    let text = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+    let from = state
+        .settings
+        .smtp
+        .from
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("smtp.from: {e}"))?;
+    let to = text("to").parse().map_err(|e| format!("recipient: {e}"))?;
+    let mail = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(text("subject"))
+        .header(lettre::message::header::ContentType::TEXT_HTML)
+        .body(text("html"))
+        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    mailer
+        .send(mail)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("smtp: {e}"))
+}
+
+async fn deliver(state: &AppState, out: &Out<'_>, m: Message) {
+    let failure = if m.target.starts_with(super::MAILTO) {
+        send_mail(state, out.mailer, &m).await.err()
+    } else {
+        let timestamp = now_ms() / 1000;
+        let mut request = out
+            .client
+            .post(&m.target)
+            .header("content-type", "application/json")
+            .header("webhook-id", &m.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .body(m.body.clone());
+        if let Some(key) = out.key
+            && let Some(sig) = signature(key, &m.id, timestamp, &m.body)
+        {
+            request = request.header("webhook-signature", sig);
+        }
+        match request.send().await {
+            Ok(res) if res.status().is_success() => None,
+            Ok(res) => Some(format!("answered {}", res.status().as_u16())),
+            // The URL may hold a token in its query: the error is logged without it.
+            Err(e) => Some(describe(&e.without_url())),
+        }
     };
     let now = now_ms();
     let (settle, outcome) = match failure {
@@ -183,9 +270,20 @@ async fn deliver(state: &AppState, client: &reqwest::Client, key: Option<&[u8]>,
         metrics.webhook(outcome);
     }
     let id = m.id.clone();
+    // A reset code is a secret: once its message is settled it is no longer kept (the fixture
+    // API's inbox, for test suites, keeps it).
+    let redact = m.event == super::FORGOT_PASSWORD
+        && !matches!(settle, Settle::Retry { .. })
+        && !state.settings.fixtures.api;
     if let Err(e) = state
         .store
-        .write(move |ops| ops.outbox_settle(&id, &settle))
+        .write(move |ops| {
+            ops.outbox_settle(&id, &settle)?;
+            if redact {
+                ops.outbox_redact(&id)?;
+            }
+            Ok::<_, crate::db::StoreError>(())
+        })
         .await
     {
         // The lease runs out and the message is tried again: at least once, not at most.

@@ -264,7 +264,66 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(post_only(
             "/_fixtures/limits/reset",
             web::post().to(reset_limits),
-        ));
+        ))
+        .service(
+            web::resource("/_fixtures/messages")
+                .route(web::get().to(messages))
+                .default_service(web::to(crate::routes::meta::method_not_allowed("GET"))),
+        );
+}
+
+/// Most messages `GET /_fixtures/messages` lists (the newest).
+const INBOX: u32 = 1000;
+
+/// `GET /_fixtures/messages[?to=ADDRESS]`: the webhooks and mails sent or queued, newest last,
+/// codes included, so a suite finishes a forgot-password flow with no receiver. `to` keeps
+/// those about that address (a mail to it, or a webhook naming it).
+pub async fn messages(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state)?;
+    let to =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map_err(|_| ApiError::BadRequest("Invalid query".into()))?
+            .get("to")
+            .map(|t| crate::domain::Email::key_of(t));
+    let all = state.store.read(|ops| ops.outbox_recent(INBOX)).await?;
+    let mut out = Vec::with_capacity(all.len());
+    for m in all {
+        let body: Value = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
+        let (kind, target) = if let Some(addr) = m.target.strip_prefix(crate::outbox::MAILTO) {
+            ("mail", addr.to_owned())
+        } else if m.target == crate::outbox::KEPT {
+            ("kept", String::new())
+        } else {
+            ("webhook", m.target.clone())
+        };
+        let about = [
+            (kind == "mail").then_some(target.as_str()),
+            body["email"].as_str(),
+            body["user"]["email"].as_str(),
+        ];
+        if let Some(to) = &to
+            && !about
+                .iter()
+                .flatten()
+                .any(|a| crate::domain::Email::key_of(a) == *to)
+        {
+            continue;
+        }
+        out.push(json!({
+            "id": m.id,
+            "event": m.event,
+            "kind": kind,
+            "to": target,
+            "body": body,
+            "created": crate::domain::iso8601(m.created),
+            "state": m.state,
+            "attempts": m.attempts,
+        }));
+    }
+    json_ok(&out)
 }
 
 /// Runs blocking work (bcrypt, the store) on the blocking pool.

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::auth::extractor::{AuthUser, MaybeAuthUser};
-use crate::auth::{sign_in, sign_up};
+use crate::auth::{reset, sign_in, sign_up};
 use crate::body::JsonObject;
 use crate::domain::{
     Email, Invalid, Password, Username, Vendor, check_label, optional_str, required_str,
@@ -118,4 +118,32 @@ pub async fn create(
 /// (The extractor read the stored user, remembered while unchanged, to check the token.)
 pub async fn current(caller: AuthUser) -> HttpResponse {
     json_bytes(caller.public_json)
+}
+
+/// `POST /user/forgot-password` `{"email"}` → `{}`, known address or not.
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let email = Email::parse(required_str(&body, "email")?)?;
+    let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    reset::forgot(&state, email, address).await?;
+    json_ok(&json!({}))
+}
+
+/// `POST /user/forgot-password/reset` `{"code", "password"}` → `{}`.
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let code = required_str(&body, "code")?;
+    if code.len() > 256 {
+        return Err(ApiError::BadRequest(reset::INVALID_CODE.into()));
+    }
+    let password = Password::parse_new("password", required_str(&body, "password")?)?;
+    let address = crate::net::client_ip(&req, &state.trusted_proxies);
+    reset::reset(&state, code, password, address).await?;
+    json_ok(&json!({}))
 }

@@ -10,6 +10,7 @@ mod cli;
 mod cors;
 mod fixture_api;
 mod fixtures;
+mod forgot;
 mod helpers;
 mod input;
 mod limits;
@@ -23,6 +24,8 @@ mod proxies;
 mod receiver;
 mod revocation;
 mod security;
+#[path = "../support/smtp.rs"]
+mod smtp;
 mod tls;
 mod tokens;
 mod user;

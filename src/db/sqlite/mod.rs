@@ -177,6 +177,17 @@ const MIGRATIONS: &[Migration] = &[
     // Token revocation: a token of this user is accepted only if issued at or after this
     // second (0: every token).
     Migration::Sql("ALTER TABLE users ADD COLUMN tokens_since INTEGER NOT NULL DEFAULT 0;"),
+    // Forgot-password codes, kept only as hashes; one per user (a new request replaces it).
+    Migration::Sql(
+        r#"
+    CREATE TABLE reset_codes (
+        code_hash TEXT PRIMARY KEY NOT NULL,
+        user_id   TEXT NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+        created   INTEGER NOT NULL,
+        expires   INTEGER NOT NULL
+    ) STRICT;
+"#,
+    ),
 ];
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds

@@ -323,11 +323,65 @@ impl Ops for Conn<'_> {
         Ok(self.change("DELETE FROM config WHERE key = ?1", [key])? == 1)
     }
 
+    fn reset_code_put(
+        &mut self,
+        user: &UserId,
+        code_hash: &str,
+        created: i64,
+        expires: i64,
+    ) -> Result<(), StoreError> {
+        self.change("DELETE FROM reset_codes WHERE expires <= ?1", [created])?;
+        self.change(
+            "INSERT INTO reset_codes (code_hash, user_id, created, expires) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id) DO UPDATE SET code_hash = excluded.code_hash,
+                 created = excluded.created, expires = excluded.expires",
+            params![code_hash, user.as_str(), created, expires],
+        )?;
+        Ok(())
+    }
+
+    fn reset_code_decoy(&mut self, code_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.change("DELETE FROM reset_codes WHERE expires <= ?1", [now])?;
+        // No user has this id (ids are 24 hex digits), and the row goes again at once; the
+        // write and its commit cost what a real code's do.
+        self.0
+            .execute_batch("PRAGMA defer_foreign_keys = ON")
+            .map_err(super::classify)?;
+        self.change(
+            "INSERT INTO reset_codes (code_hash, user_id, created, expires) VALUES (?1, ?1, ?2, ?2)",
+            params![code_hash, now],
+        )?;
+        self.change("DELETE FROM reset_codes WHERE code_hash = ?1", [code_hash])?;
+        Ok(())
+    }
+
+    fn reset_code_peek(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
+        let id: Option<String> = self
+            .0
+            .prepare_cached(
+                "SELECT user_id FROM reset_codes WHERE code_hash = ?1 AND expires > ?2",
+            )?
+            .query_row(params![code_hash, now], |r| r.get(0))
+            .optional()?;
+        Ok(id.and_then(|id| UserId::parse(&id).ok()))
+    }
+
+    fn reset_code_take(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
+        let id: Option<String> = self
+            .0
+            .prepare_cached(
+                "DELETE FROM reset_codes WHERE code_hash = ?1 AND expires > ?2 RETURNING user_id",
+            )?
+            .query_row(params![code_hash, now], |r| r.get(0))
+            .optional()?;
+        Ok(id.and_then(|id| UserId::parse(&id).ok()))
+    }
+
     fn outbox_add(&mut self, m: &Message) -> Result<(), StoreError> {
         self.change(
             "INSERT INTO outbox (id, event, target, body, created, attempts, next_at, give_up_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?5, ?6, 'pending')",
-            params![m.id, m.event, m.target, m.body, m.created, m.give_up_at],
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?5, ?6, ?7)",
+            params![m.id, m.event, m.target, m.body, m.created, m.give_up_at, m.state],
         )?;
         Ok(())
     }
@@ -363,6 +417,14 @@ impl Ops for Conn<'_> {
                 params![id, error],
             )?,
         };
+        Ok(())
+    }
+
+    fn outbox_redact(&mut self, id: &str) -> Result<(), StoreError> {
+        self.change(
+            "UPDATE outbox SET body = '\"[removed after delivery]\"' WHERE id = ?1",
+            [id],
+        )?;
         Ok(())
     }
 
