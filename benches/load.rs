@@ -117,6 +117,9 @@ struct Run {
     mixed_flood: Wrk,
     unknown_ms: f64,
     wrong_ms: f64,
+    /// `POST /user/forgot-password` for an address with an account, and for one without.
+    forgot_known_ms: f64,
+    forgot_unknown_ms: f64,
     fixtures_10k_s: f64,
     import_10k_s: Option<f64>,
 }
@@ -284,6 +287,23 @@ fn one_run(
     }
     r.unknown_ms = median(&unknown);
     r.wrong_ms = median(&wrong);
+
+    // Forgot-password for a stored address and an unknown one, alternated: the same answer
+    // should take the same time (nothing delivers these codes here: a WARN each).
+    let mut known = Vec::new();
+    let mut nobody = Vec::new();
+    for i in 0..TIMING_PAIRS {
+        let known_body = format!(r#"{{"email":"user{:06}@bench.test"}}"#, i + 1);
+        let nobody_body = format!(r#"{{"email":"nobody{i:06}@bench.test"}}"#);
+        for (body, into) in [(&nobody_body, &mut nobody), (&known_body, &mut known)] {
+            let t = Instant::now();
+            let (status, text) = http(addr, "POST", "/user/forgot-password", &[], Some(body));
+            into.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(status, 200, "forgot-password answered {status}: {text}");
+        }
+    }
+    r.forgot_known_ms = median(&known);
+    r.forgot_unknown_ms = median(&nobody);
 
     r.rss_end_mib = server.rss_mib("VmRSS");
     r.rss_peak_mib = server.rss_mib("VmHWM");
@@ -972,6 +992,27 @@ impl Report {
             "",
             3,
             col(&|r| r.unknown_ms / r.wrong_ms),
+        );
+        add(
+            "forgot-password time, known address (median)".into(),
+            Goal::None,
+            " ms",
+            2,
+            col(&|r| r.forgot_known_ms),
+        );
+        add(
+            "forgot-password time, unknown address (median)".into(),
+            Goal::None,
+            " ms",
+            2,
+            col(&|r| r.forgot_unknown_ms),
+        );
+        add(
+            "forgot-password known / unknown address time".into(),
+            Goal::Between(0.9, 1.1),
+            "",
+            3,
+            col(&|r| r.forgot_known_ms / r.forgot_unknown_ms),
         );
 
         let med = |f: &dyn Fn(&Run) -> Wrk| -> (f64, [f64; 4]) {

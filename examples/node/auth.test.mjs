@@ -83,3 +83,21 @@ test('server.reset() brings back the declared user as declared and the real cloc
   const clock = await post(`${server.url}/_fixtures/clock`, { advance: 0 });
   assert.ok(Math.abs(clock.body.now - Date.now() / 1000) < 60);
 });
+
+test('forgot password: the code from the fixture inbox sets a new password, once', async () => {
+  const asked = await post(`${server.url}/user/forgot-password`, { email: 'admin@example.com' });
+  assert.deepEqual([asked.status, asked.body], [200, {}]);
+  const inbox = await get(`${server.url}/_fixtures/messages?to=admin@example.com`);
+  assert.equal(inbox.status, 200);
+  const code = inbox.body.at(-1).body.code;
+  assert.ok(code.length >= 43);
+
+  const reset = await post(`${server.url}/user/forgot-password/reset`, { code, password: 'admin-pass-2' });
+  assert.equal(reset.status, 200);
+  const signIn = await post(`${server.url}/user/auth`, { email: 'admin@example.com', password: 'admin-pass-2' });
+  assert.equal(signIn.status, 200);
+  const again = await post(`${server.url}/user/forgot-password/reset`, { code, password: 'admin-pass-3' });
+  assert.deepEqual([again.status, again.body.message], [400, 'Invalid or expired code']);
+  // Back to the declared password for the tests that follow.
+  await post(`${server.url}/_fixtures/reset`, {});
+});

@@ -81,3 +81,19 @@ def test_each_test_starts_with_the_declared_users_and_the_real_clock(appmixer_au
     assert status == 200
     status, _ = call("POST", f"{appmixer_auth}/_fixtures/clock", {"advance": "31d"})
     assert status == 200
+
+
+def test_forgot_password_with_the_fixture_inbox(appmixer_auth):
+    status, body = call("POST", f"{appmixer_auth}/user/forgot-password", {"email": "py@example.com"})
+    assert (status, body) == (200, {})
+    status, messages = call("GET", f"{appmixer_auth}/_fixtures/messages?to=py@example.com")
+    assert status == 200
+    code = messages[-1]["body"]["code"]
+    status, _ = call("POST", f"{appmixer_auth}/user/forgot-password/reset",
+                     {"code": code, "password": "py-new-pass"})
+    assert status == 200
+    sign_in(appmixer_auth, email="py@example.com", password="py-new-pass")
+    # Once only.
+    status, err = call("POST", f"{appmixer_auth}/user/forgot-password/reset",
+                       {"code": code, "password": "py-other-pass"})
+    assert (status, err["message"]) == (400, "Invalid or expired code")
