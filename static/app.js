@@ -12,10 +12,14 @@
   const views = {
     signin: $('signin-view'),
     signup: $('signup-view'),
+    forgot: $('forgot-view'),
+    reset: $('reset-view'),
     account: $('account-view'),
   };
 
   let currentToken = null;
+  /** The code of the reset link this page was opened with, until it is used. */
+  let resetCode = null;
   let expiryTimer = null;
   let statusTimer = null;
 
@@ -124,10 +128,17 @@
           return { text: 'Accounts on this server are created by an administrator. Ask yours for one.' };
         }
         if (/expired/i.test(msg)) return { text: 'Your session expired. Sign in again.' };
+        if (/revoked/i.test(msg)) return { text: 'You were signed out everywhere. Sign in again.' };
         return { text: 'Your session is no longer valid. Sign in again.' };
       case 403:
         if (action === 'signin') {
           return { text: 'Wrong username, email or password.', field: 'password' };
+        }
+        if (action === 'reset') {
+          return {
+            text: 'Your password is changed, but that email is not your account’s: sign in with the right one.',
+            field: 'email',
+          };
         }
         return { text: 'You are not allowed to do that.' };
       case 404:
@@ -163,6 +174,9 @@
   }
 
   function explainInvalid(field, msg) {
+    if (/invalid or expired code/i.test(msg)) {
+      return { text: 'This reset link was already used or has expired. Ask for a new one.' };
+    }
     if (field === 'email') {
       return { text: 'Enter a valid email address, such as name@example.com.', field };
     }
@@ -333,6 +347,17 @@
     setStatus(copied ? 'Token copied to the clipboard.' : 'Copy the selected token with Ctrl+C (⌘C on a Mac).');
   }
 
+  /** The reset code of a link to this page (`?code=`), taken out of the address bar. */
+  function codeFromLink() {
+    const params = new URLSearchParams(location.search);
+    const code = params.get('code');
+    if (code === null) return null;
+    params.delete('code');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
+    return code;
+  }
+
   // --- wiring ------------------------------------------------------------------------------
 
   function wire() {
@@ -394,6 +419,72 @@
     });
     $('copy-token').addEventListener('click', copyToken);
     $('sign-out').addEventListener('click', () => signOut('Signed out.'));
+    $('sign-out-everywhere').addEventListener('click', async () => {
+      try {
+        await api('POST', '/user/revoke-tokens', {}, currentToken);
+        signOut('Signed out everywhere: every token of yours is refused from now on.');
+      } catch (err) {
+        setStatus(explain(err, 'revoke').text);
+      }
+    });
+
+    $('show-forgot').addEventListener('click', () => {
+      setStatus('');
+      show('forgot');
+      const login = $('signin-login').value.trim();
+      if (login.includes('@')) $('forgot-email').value = login;
+      $('forgot-email').focus();
+    });
+    $('forgot-back').addEventListener('click', () => {
+      setStatus('');
+      showSignin(true);
+    });
+    $('reset-back').addEventListener('click', () => {
+      setStatus('');
+      resetCode = null;
+      showSignin(true);
+    });
+
+    const forgotForm = $('forgot-form');
+    forgotForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      clearErrors(forgotForm);
+      setStatus('');
+      const email = $('forgot-email').value.trim();
+      busy(forgotForm, 'Sending…', async () => {
+        try {
+          await api('POST', '/user/forgot-password', { email });
+          forgotForm.reset();
+          showSignin(false);
+          $('signin-title').focus();
+          setStatus(`If ${email} belongs to an account, a message with a reset link is on its way.`);
+        } catch (err) {
+          showError(forgotForm, err, 'forgot', { email: $('forgot-email') });
+        }
+      });
+    });
+
+    const resetForm = $('reset-form');
+    resetForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      clearErrors(resetForm);
+      setStatus('');
+      const email = $('reset-email').value.trim();
+      const password = $('reset-password').value;
+      busy(resetForm, 'Setting password…', async () => {
+        try {
+          await api('POST', '/user/forgot-password/reset', { code: resetCode, password });
+          resetCode = null;
+          const { token } = await signIn(email, password);
+          await enter(token);
+          resetForm.reset();
+          $('account-title').focus();
+          setStatus('Password changed. You are signed in.');
+        } catch (err) {
+          showError(resetForm, err, 'reset', { email: $('reset-email'), password: $('reset-password') });
+        }
+      });
+    });
 
     // Signing in or out in another tab of the same origin is followed here.
     window.addEventListener('storage', (event) => {
@@ -420,6 +511,12 @@
     $('show-signup').disabled = !config.signupOpen;
     if (config.version) $('footer').textContent = `appmixer-auth · API version ${config.version}`;
 
+    resetCode = codeFromLink();
+    if (resetCode !== null) {
+      show('reset');
+      $('reset-email').focus();
+      return;
+    }
     const token = storedToken();
     if (!token) {
       showSignin(true);

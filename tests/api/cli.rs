@@ -390,3 +390,71 @@ fn malformed_requests_are_not_logged_as_server_errors() {
         assert_eq!(has_line(&log), expect_line, "RUST_LOG={level}:\n{log}");
     }
 }
+
+#[test]
+fn a_forgot_password_flow_leaves_no_code_or_password_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0", "--fixture-api"])
+        .env("RUST_LOG", "trace")
+        .env(
+            "APPMIXER_WEBHOOKS__USER_FORGOT_PASSWORD",
+            format!("http://127.0.0.1:{down}/hook"),
+        );
+    let mut server = launch(cmd);
+    let new_password = "N3w-secret-in-the-clear";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = rt.block_on(async {
+        let c = client();
+        let url = &server.url;
+        let post = |path: &str, body: Value| c.post(format!("{url}{path}")).json(&body).send();
+        post(
+            "/user",
+            json!({"username": "wes", "email": "wes@example.com", "password": "first-pass-1"}),
+        )
+        .await
+        .unwrap();
+        post("/user/forgot-password", json!({"email": "wes@example.com"}))
+            .await
+            .unwrap();
+        let inbox: Value = c
+            .get(format!("{url}/_fixtures/messages?to=wes@example.com"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = inbox[0]["body"]["code"].as_str().unwrap().to_owned();
+        // The webhook's receiver is down: failed attempts are logged (without the body).
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let res = post(
+            "/user/forgot-password/reset",
+            json!({"code": code, "password": new_password}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        code
+    });
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = server.log();
+    assert!(out.contains("POST /user/forgot-password 200"), "{out}");
+    assert!(
+        out.contains("attempt 1 failed"),
+        "the retry is logged: {out}"
+    );
+    assert!(!out.contains(&code), "reset code in the log");
+    assert!(!out.contains(new_password), "password in the log");
+    assert!(!out.contains("$2b$"), "hash in the log");
+}

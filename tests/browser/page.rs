@@ -318,6 +318,8 @@ async fn the_keyboard_alone_signs_in_copies_the_token_and_signs_out() {
         b.keys(&format!("{TAB}{TAB}")).await;
         assert_eq!(b.focused().await, "signin-submit");
         b.keys(TAB).await;
+        assert_eq!(b.focused().await, "show-forgot");
+        b.keys(TAB).await;
         assert_eq!(b.focused().await, "show-signup");
         b.keys(ENTER).await;
         b.wait_visible("#signup-view").await;
@@ -536,4 +538,116 @@ fn fake_token(exp: i64) -> String {
         ),
         "c2lnbmF0dXJl"
     )
+}
+
+#[tokio::test]
+async fn forgot_password_sends_a_link_whose_page_sets_a_new_password_and_signs_in() {
+    let app = spawn_app();
+    app.create_user("ada", "ada@example.com", "secret1").await;
+    let code = std::sync::Mutex::new(String::new());
+    with_browser("forgot_password", &app, Options::default(), async |b| {
+        b.open_page("/").await;
+        b.type_into("#signin-login", "ada@example.com").await;
+        b.click("#show-forgot").await;
+        b.wait_visible("#forgot-view").await;
+        // The address typed to sign in is carried over.
+        assert_eq!(
+            b.js("return document.getElementById('forgot-email').value")
+                .await,
+            Value::from("ada@example.com")
+        );
+        assert_eq!(b.focused().await, "forgot-email");
+        b.screenshot("forgot_password-form").await;
+        b.click("#forgot-submit").await;
+        b.wait_visible("#signin-view").await;
+        b.wait_text(
+            "#status",
+            "If ada@example.com belongs to an account, a message with a reset link is on its way.",
+        )
+        .await;
+        // The link of the message (the fixture API's inbox, as a suite would read it).
+        let inbox: Value = app
+            .get("/_fixtures/messages?to=ada@example.com", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let link = inbox[0]["body"]["link"].as_str().unwrap().to_owned();
+        *code.lock().unwrap() = inbox[0]["body"]["code"].as_str().unwrap().to_owned();
+        let path = &link[link.find("/signin").expect("a link to this page")..];
+        b.open_page(path).await;
+        b.wait_visible("#reset-view").await;
+        assert_eq!(b.focused().await, "reset-email");
+        // The code is gone from the address bar (and so from history).
+        let href = b.js("return location.href").await;
+        assert!(!href.as_str().unwrap().contains("code="), "{href}");
+        b.type_into("#reset-email", "ada@example.com").await;
+        b.type_into("#reset-password", "brand-new-1").await;
+        b.screenshot("forgot_password-reset").await;
+        b.click("#reset-submit").await;
+        b.wait_visible("#account-view").await;
+        b.wait_text("#user-username", "ada").await;
+        b.wait_text("#status", "Password changed. You are signed in.")
+            .await;
+    })
+    .await;
+    // The password is the new one, and the link works once.
+    let res = app
+        .client
+        .post(format!("{}/user/auth", app.url))
+        .json(&serde_json::json!({"username": "ada", "password": "brand-new-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let code = code.lock().unwrap().clone();
+    with_browser(
+        "forgot_password-used_link",
+        &app,
+        Options::default(),
+        async |b| {
+            b.open_page(&format!("/signin?code={code}")).await;
+            b.wait_visible("#reset-view").await;
+            b.type_into("#reset-email", "ada@example.com").await;
+            b.type_into("#reset-password", "another-one-2").await;
+            b.click("#reset-submit").await;
+            b.wait_text(
+                "#reset-error",
+                "This reset link was already used or has expired. Ask for a new one.",
+            )
+            .await;
+        },
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_refuses_every_token_of_the_user() {
+    let app = spawn_app();
+    let created = app.create_user("ada", "ada@example.com", "secret1").await;
+    let other_device = created["token"].as_str().unwrap().to_owned();
+    with_browser("sign_out_everywhere", &app, Options::default(), async |b| {
+        b.open_page("/").await;
+        b.sign_in("ada", "secret1").await;
+        b.wait_visible("#account-view").await;
+        b.click("#sign-out-everywhere").await;
+        b.wait_visible("#signin-view").await;
+        b.wait_text(
+            "#status",
+            "Signed out everywhere: every token of yours is refused from now on.",
+        )
+        .await;
+        assert_eq!(b.stored_token().await, None);
+    })
+    .await;
+    let res = app
+        .client
+        .get(format!("{}/user", app.url))
+        .bearer_auth(&other_device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    app.stop().await;
 }
