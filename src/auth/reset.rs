@@ -48,19 +48,29 @@ pub async fn forgot(
     address: Option<IpAddr>,
 ) -> Result<(), ApiError> {
     let name = format!("f:{}", Email::key_of(email.as_str()));
-    // Each request counts against the address asked about and the client, as a failed
-    // sign-in does: the limit on mail a stranger can make this server send.
-    let attempt = state
+    // Each request counts against the client, as a failed sign-in does (429 when it is locked
+    // out), and against the address asked about: past the limit, requests about it are
+    // answered as before but send nothing, so strangers can neither flood a mailbox nor, by
+    // locking the address, keep its owner from resetting (the owner is one more request).
+    let client = state
         .limiter
-        .begin(&[&name], 1, address)
+        .begin(&[], 1, address)
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    drop(attempt);
+    drop(client);
+    match state.limiter.begin(&[&name], 1, None) {
+        Ok(asked) => drop(asked),
+        Err(_) => {
+            log::info!("password resets of one address are over the limit; this one is not sent");
+            return Ok(());
+        }
+    }
     let config = state.effective().await?;
     let (code, hash) = new_code();
     let link = match &config.reset_page {
         Some(page) => format!("{page}?code={code}"),
         None => format!("{}/signin?code={code}", state.public_url()),
     };
+    let ttl_secs = state.settings.auth.reset_code_ttl.0;
     let delivery = ResetDelivery {
         webhook: config.webhook_user_forgot_password.clone(),
         mail: state
@@ -70,10 +80,13 @@ pub async fn forgot(
             .is_some()
             .then(|| (config.mail_subject.clone(), config.mail_body.clone())),
         keep: state.settings.fixtures.api,
-        give_up_after: state.settings.webhooks.give_up_after.0,
+        // A message is not worth sending once its code has expired; until then it is retried.
+        give_up_after: state.settings.webhooks.give_up_after.0.min(ttl_secs),
     };
+    // The code expires on the server's (movable) clock; the outbox keeps the real one.
     let now = now_ms(state);
-    let expires = now.saturating_add(state.settings.auth.reset_code_ttl.0 as i64 * 1000);
+    let sent_at = crate::db::users::now_ms();
+    let expires = now.saturating_add(ttl_secs as i64 * 1000);
     let outcome = state
         .store
         .write(move |ops| {
@@ -86,7 +99,7 @@ pub async fn forgot(
                 user: &user,
                 code: &code,
                 link: &link,
-                created: now,
+                created: sent_at,
             };
             let sent = outbox::forgot_password(ops, &delivery, &reset)?;
             Ok(Some((user.id, sent)))

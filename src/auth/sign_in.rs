@@ -142,12 +142,39 @@ pub async fn sign_in(
         state.count_sign_in(Outcome::Failure.label());
         return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
     };
-    state.limiter.succeeded(attempt, &names, &checked);
-    state.count_sign_in(Outcome::Success.label());
-    let user = candidates
+    let matched = candidates
         .get_mut(first)
         .and_then(Option::take)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("matched candidate vanished")))?;
+    // The password was checked against the user as read before the hash, which takes long:
+    // a password change or a sign-out everywhere may have landed meanwhile. The user is read
+    // again, and the token is issued against that: a changed hash is a failed sign-in (the
+    // password that matched is no longer the password), and the token's `iat` is at least
+    // the latest revocation second, or a revocation after this read refuses it.
+    let id = matched.id.clone();
+    let user = match state.store.user(id).await {
+        Ok(u) if u.password_hash == matched.password_hash => u,
+        Ok(_) | Err(crate::db::StoreError::NotFound) => {
+            drop(attempt);
+            state.count_sign_in(Outcome::Failure.label());
+            return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
+        }
+        Err(e) => {
+            state.limiter.abandon(attempt);
+            return Err(e.into());
+        }
+    };
+    // Revocations in quick succession push the second from which tokens count ahead of the
+    // clock; a token issued now would be refused at once, so ask to come back instead.
+    let ahead = user.tokens_since - state.tokens.clock.now() as i64;
+    if ahead >= crate::auth::token::TIME_TOLERANCE_SECS as i64 {
+        state.limiter.abandon(attempt);
+        return Err(ApiError::ServiceUnavailable(
+            "The account was just signed out everywhere; try again in a few seconds".into(),
+        ));
+    }
+    state.limiter.succeeded(attempt, &names, &checked);
+    state.count_sign_in(Outcome::Success.label());
     let token = state
         .tokens
         .issue_since(user.id.as_str(), &user.scope, user.tokens_since)

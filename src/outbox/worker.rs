@@ -108,7 +108,7 @@ async fn run(state: web::Data<AppState>) {
             && at <= now
             && free > 0
         {
-            let lease_until = now + timeout.as_millis() as i64 + 30_000;
+            let lease_until = now + timeout.as_millis() as i64 + LEASE_MARGIN_MS;
             match state
                 .store
                 .write(move |ops| ops.outbox_claim(now, lease_until, free))
@@ -217,9 +217,25 @@ async fn send_mail(state: &AppState, mailer: Option<&Mailer>, m: &Message) -> Re
         .map_err(|e| format!("smtp: {e}"))
 }
 
+/// How much longer than `webhooks.timeout` a claim is leased: an attempt is cut off at
+/// `timeout + LEASE_MARGIN / 2`, well before another worker may take the message again.
+const LEASE_MARGIN_MS: i64 = 60_000;
+
 async fn deliver(state: &AppState, out: &Out<'_>, m: Message) {
-    let failure = if m.target.starts_with(super::MAILTO) {
-        send_mail(state, out.mailer, &m).await.err()
+    let limit = Duration::from_millis(
+        state.settings.webhooks.timeout.0 * 1000 + LEASE_MARGIN_MS as u64 / 2,
+    );
+    let failure = match tokio::time::timeout(limit, attempt(state, out, &m)).await {
+        Ok(failure) => failure,
+        Err(_) => Some("timed out".to_owned()),
+    };
+    settle(state, m, failure).await;
+}
+
+/// One attempt: `None` when delivered, else why not.
+async fn attempt(state: &AppState, out: &Out<'_>, m: &Message) -> Option<String> {
+    if m.target.starts_with(super::MAILTO) {
+        send_mail(state, out.mailer, m).await.err()
     } else {
         let timestamp = now_ms() / 1000;
         let mut request = out
@@ -240,7 +256,11 @@ async fn deliver(state: &AppState, out: &Out<'_>, m: Message) {
             // The URL may hold a token in its query: the error is logged without it.
             Err(e) => Some(describe(&e.without_url())),
         }
-    };
+    }
+}
+
+/// Records how an attempt ended.
+async fn settle(state: &AppState, m: Message, failure: Option<String>) {
     let now = now_ms();
     let (settle, outcome) = match failure {
         None => (Settle::Delivered, "delivered"),

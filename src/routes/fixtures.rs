@@ -53,6 +53,14 @@ pub fn guard(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
         if !peer_is_local {
             return Err(refuse("only clients on this machine may call it"));
         }
+        // A reverse proxy on this machine connects from loopback with a loopback Host: what
+        // it forwarded says so in one of these headers.
+        if ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| req.headers().contains_key(*h))
+        {
+            return Err(refuse("requests that came through a proxy may not call it"));
+        }
         // The request's own Host (never X-Forwarded-Host, which anyone can write).
         let host = req
             .headers()

@@ -210,7 +210,7 @@ async fn post_from(app: &TestApp, ip: &str, path: &str, body: Value) -> reqwest:
 }
 
 #[tokio::test]
-async fn requests_are_limited_per_address_asked_about_and_a_reset_clears_failed_sign_ins() {
+async fn requests_are_limited_per_client_and_per_address_and_a_reset_clears_failed_sign_ins() {
     let app = spawn_with(|s| {
         s.fixtures.api = true;
         s.auth.max_failed_attempts = 3;
@@ -224,9 +224,34 @@ async fn requests_are_limited_per_address_asked_about_and_a_reset_clears_failed_
         let res = post_from(&app, ip, "/user/forgot-password", ask.clone()).await;
         assert_eq!(res.status(), 200);
     }
+    // A fourth is answered alike but sends nothing (strangers cannot lock the owner out).
     let res = post_from(&app, "10.0.0.4", "/user/forgot-password", ask.clone()).await;
-    assert_eq!(res.status(), 429);
-    assert!(res.headers().get("retry-after").is_some());
+    assert_eq!(res.status(), 200);
+    let inbox: Value = app
+        .get("/_fixtures/messages?to=eve@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox.as_array().unwrap().len(), 3);
+    // Per client: the fourth request from one client is 429.
+    app.post_json("/_fixtures/limits/reset", &json!({})).await;
+    for n in 0..4 {
+        let email = format!("x{n}@example.com");
+        let res = post_from(
+            &app,
+            "10.0.9.9",
+            "/user/forgot-password",
+            json!({"email": email}),
+        )
+        .await;
+        if n < 3 {
+            assert_eq!(res.status(), 200);
+        } else {
+            assert_eq!(res.status(), 429);
+            assert!(res.headers().get("retry-after").is_some());
+        }
+    }
     app.post_json("/_fixtures/limits/reset", &json!({})).await;
 
     // Two failed sign-ins against eve, from two clients.
@@ -266,4 +291,37 @@ async fn requests_are_limited_per_address_asked_about_and_a_reset_clears_failed_
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn strangers_cannot_lock_an_owner_out_of_resetting_or_read_the_inbox_through_a_proxy() {
+    let app = spawn_with(|s| {
+        s.fixtures.api = true;
+        s.auth.max_failed_attempts = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    app.new_user("joy", "secret-1").await;
+    let ask = json!({"email": "joy@example.com"});
+    for ip in ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"] {
+        // Past the limit for the address, still 200: the same answer, nothing sent.
+        let res = post_from(&app, ip, "/user/forgot-password", ask.clone()).await;
+        assert_eq!(res.status(), 200);
+    }
+    let inbox: Value = app
+        .get("/_fixtures/messages?to=joy@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox.as_array().unwrap().len(), 2, "two sent, two not");
+    // The fixture API refuses what a proxy on this machine forwarded.
+    let res = app
+        .client
+        .get(format!("{}/_fixtures/messages", app.url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
 }

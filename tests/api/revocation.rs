@@ -187,3 +187,139 @@ async fn the_automatic_rule_can_be_turned_off() {
     assert_eq!(res.status(), 200);
     revoked(app.get_with_token("/user", &old).await).await;
 }
+
+/// A sign-in still checking the old password when the password changes must not end with a
+/// token that outlives the change. The user's hash is made slow (cost 12, hundreds of ms) so
+/// the change lands while the sign-in hashes.
+#[tokio::test]
+async fn a_sign_in_in_flight_across_a_password_change_gets_no_lasting_token() {
+    let slow = bcrypt::hash("old-password-1", 12).unwrap();
+    let app = spawn_with(|s| {
+        s.users = vec![
+            admin_fixture(),
+            appmixer_auth::fixtures::FixtureUser {
+                password: None,
+                password_hash: Some(appmixer_auth::settings::Secret::new(slow)),
+                ..appmixer_auth::fixtures::FixtureUser::with_password(
+                    "slow",
+                    "slow@example.com",
+                    "unused-1",
+                )
+            },
+        ];
+    })
+    .await;
+    let admin = sign_in(&app, "root", "root-password").await;
+    let signing_in = {
+        let (client, url) = (app.client.clone(), app.url.clone());
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/user/auth"))
+                .json(&json!({"username": "slow", "password": "old-password-1"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    let res = send(
+        &app,
+        reqwest::Method::POST,
+        "/user/reset-password",
+        Some(&admin),
+        Some(json!({"email": "slow@example.com", "password": "new-password-2"})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = signing_in.await.unwrap();
+    match res.status().as_u16() {
+        403 => {}
+        200 => {
+            let token = res.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(app.get_with_token("/user", &token).await.status(), 401);
+        }
+        other => panic!("sign-in answered {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_or_sign_out_everywhere_cancels_a_pending_reset_code() {
+    let app = spawn_with(|s| {
+        s.users = vec![admin_fixture()];
+        s.fixtures.api = true;
+    })
+    .await;
+    let admin = sign_in(&app, "root", "root-password").await;
+    let (_, token) = app.new_user("ivy", "secret-1").await;
+    let code = || async {
+        app.post_json(
+            "/user/forgot-password",
+            &json!({"email": "ivy@example.com"}),
+        )
+        .await;
+        let inbox: Value = app
+            .get("/_fixtures/messages?to=ivy@example.com")
+            .await
+            .json()
+            .await
+            .unwrap();
+        inbox.as_array().unwrap().last().unwrap()["body"]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let app = &app;
+    let reset = |code: String| async move {
+        app.post_json(
+            "/user/forgot-password/reset",
+            &json!({"code": code, "password": "taken-over-1"}),
+        )
+        .await
+    };
+    let first = code().await;
+    let res = send(
+        app,
+        reqwest::Method::POST,
+        "/user/change-password",
+        Some(&token),
+        Some(json!({"oldPassword": "secret-1", "newPassword": "secret-2"})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    boom(reset(first).await, 400).await;
+
+    let second = code().await;
+    let res = send(
+        app,
+        reqwest::Method::POST,
+        "/users/5c88c7cc04a917256c726c3d/revoke-tokens",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // (That was the admin's own sign-out; ivy's code still stands.)
+    let admin = sign_in(app, "root", "root-password").await;
+    let ivy = app
+        .sign_in(&json!({"username": "ivy", "password": "secret-2"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = send(
+        app,
+        reqwest::Method::POST,
+        &format!("/users/{ivy}/revoke-tokens"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    boom(reset(second).await, 400).await;
+}

@@ -168,6 +168,11 @@ impl Ops for Conn<'_> {
     }
 
     fn replace_user(&mut self, user: &User) -> Result<bool, StoreError> {
+        // A pending reset code was sent to the address as it was: it goes with any rewrite.
+        self.change(
+            "DELETE FROM reset_codes WHERE user_id = ?1",
+            [user.id.as_str()],
+        )?;
         let n = self.change(
             "UPDATE users SET username = ?2, email = ?3, password_hash = ?4, is_active = ?5,
                  scope = ?6, plan = ?7, vendor = ?8, metadata = ?9, created = ?10, mtime = ?11,
@@ -185,6 +190,8 @@ impl Ops for Conn<'_> {
         mtime: i64,
         tokens_since: Option<i64>,
     ) -> Result<bool, StoreError> {
+        // A new password makes any pending reset code moot.
+        self.change("DELETE FROM reset_codes WHERE user_id = ?1", [id.as_str()])?;
         let n = self.change(
             "UPDATE users SET password_hash = ?2, mtime = ?3,
                  tokens_since = CASE WHEN ?4 IS NULL THEN tokens_since
@@ -201,6 +208,8 @@ impl Ops for Conn<'_> {
         since: i64,
         mtime: i64,
     ) -> Result<Option<i64>, StoreError> {
+        // Signing out everywhere also cancels a pending reset code.
+        self.change("DELETE FROM reset_codes WHERE user_id = ?1", [id.as_str()])?;
         Ok(self
             .0
             .prepare_cached(
@@ -404,16 +413,20 @@ impl Ops for Conn<'_> {
 
     fn outbox_settle(&mut self, id: &str, outcome: &Settle) -> Result<(), StoreError> {
         match outcome {
+            // Only a pending message is settled: an attempt that outlived its lease, finishing
+            // after another attempt settled the message, changes nothing.
             Settle::Delivered => self.change(
-                "UPDATE outbox SET state = 'delivered', last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET state = 'delivered', last_error = NULL
+                 WHERE id = ?1 AND state = 'pending'",
                 [id],
             )?,
             Settle::Retry { at, error } => self.change(
-                "UPDATE outbox SET next_at = ?2, last_error = ?3 WHERE id = ?1",
+                "UPDATE outbox SET next_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'",
                 params![id, at, error],
             )?,
             Settle::Abandoned { error } => self.change(
-                "UPDATE outbox SET state = 'abandoned', last_error = ?2 WHERE id = ?1",
+                "UPDATE outbox SET state = 'abandoned', last_error = ?2
+                 WHERE id = ?1 AND state = 'pending'",
                 params![id, error],
             )?,
         };
