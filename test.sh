@@ -28,6 +28,11 @@ python3 -m pytest -q examples/python
 echo "== documented examples (tests/docs)"
 python3 -m pytest -q -p no:cacheprovider tests/docs
 
+# Users moving in with the hashes of other systems, made by independent implementations.
+echo "== foreign password hashes (tests/hashes)"
+python3 -m pip install -q argon2-cffi
+python3 -m pytest -q -p no:cacheprovider tests/hashes
+
 # The house rules of src/: no import circles, SQL only in src/db, nothing imports startup.
 echo "== layers of src/ (tests/layout)"
 python3 -m pytest -q -p no:cacheprovider tests/layout

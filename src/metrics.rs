@@ -27,6 +27,11 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FromLabels {
+    pub from: &'static str,
+}
+
 /// The method as a label: the standard ones by name, anything a client invented as `OTHER`,
 /// so labels (and the memory they take) stay a fixed few whatever clients send.
 pub fn method_label(method: &str) -> &'static str {
@@ -46,6 +51,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
     webhooks: Family<OutcomeLabels, Counter>,
+    rehashes: Family<FromLabels, Counter>,
     users: Gauge,
     hashes_waiting: Gauge,
 }
@@ -72,6 +78,7 @@ impl Metrics {
         });
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let webhooks = Family::<OutcomeLabels, Counter>::default();
+        let rehashes = Family::<FromLabels, Counter>::default();
         let users = Gauge::default();
         let hashes_waiting = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -90,6 +97,11 @@ impl Metrics {
             "Webhook delivery attempts by outcome: delivered, retried, abandoned",
             webhooks.clone(),
         );
+        registry.register(
+            "password_rehashes",
+            "Stored hashes replaced by bcrypt at the configured cost after a sign-in, by the scheme they had",
+            rehashes.clone(),
+        );
         registry.register("users", "Users stored", users.clone());
         registry.register(
             "password_hashes_waiting",
@@ -102,6 +114,7 @@ impl Metrics {
             latency,
             sign_ins,
             webhooks,
+            rehashes,
             users,
             hashes_waiting,
         }
@@ -128,6 +141,11 @@ impl Metrics {
         self.webhooks
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    /// Counts a stored hash replaced by bcrypt after a sign-in.
+    pub fn rehash(&self, from: &'static str) {
+        self.rehashes.get_or_create(&FromLabels { from }).inc();
     }
 
     pub fn sign_in(&self, outcome: &'static str) {

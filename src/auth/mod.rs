@@ -2,6 +2,7 @@
 //! are, and the extractors that put auth in handler signatures.
 
 pub mod extractor;
+pub mod hashes;
 pub mod limiter;
 pub mod password;
 pub mod reset;

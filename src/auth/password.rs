@@ -1,4 +1,5 @@
-//! bcrypt hashing off the HTTP workers, bounded so a sign-in flood cannot starve the server.
+//! Password hashing and checking off the HTTP workers (bcrypt for new hashes; any scheme of
+//! `hashes` for checks), bounded so a sign-in flood cannot starve the server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -84,13 +85,12 @@ impl PasswordHasher {
                 hashes
                     .iter()
                     .map(|hash| {
-                        let ok = bcrypt::verify(password.expose(), hash.as_ref().unwrap_or(&dummy))
-                            .unwrap_or_else(|_| {
-                                log::warn!(
-                                    "a stored password hash could not be read; sign-in refused"
-                                );
-                                false
-                            });
+                        // Any scheme `hashes::check` accepts (the dummy is bcrypt at the
+                        // configured cost, what a user of this server has).
+                        let ok = crate::auth::hashes::verify(
+                            password.expose(),
+                            hash.as_ref().unwrap_or(&dummy),
+                        );
                         hash.is_some() && ok
                     })
                     .collect::<Vec<bool>>()

@@ -119,6 +119,7 @@ pub async fn sign_in(
         .iter()
         .map(|c| c.as_ref().map(|u| u.password_hash.0.clone()))
         .collect();
+    let offered = password.clone();
     let matched = match state.hasher.verify_each(password, hashes).await {
         Ok(m) => m,
         // The hash queue was full: no password was checked, so nothing counts as a guess.
@@ -175,11 +176,47 @@ pub async fn sign_in(
     }
     state.limiter.succeeded(attempt, &names, &checked);
     state.count_sign_in(Outcome::Success.label());
+    let user = upgrade(state, user, offered).await;
     let token = state
         .tokens
         .issue_since(user.id.as_str(), &user.scope, user.tokens_since)
         .map_err(ApiError::internal)?;
     Ok((user, token))
+}
+
+/// After a sign-in that matched a foreign hash (an imported argon2, scrypt or PBKDF2) or bcrypt
+/// of a lower cost than `auth.bcrypt_cost`: the password is hashed again with bcrypt at the
+/// configured cost and stored, unless the hash changed meanwhile. A failure here costs the
+/// sign-in nothing (it is logged and tried again at the next one).
+async fn upgrade(state: &AppState, mut user: users::User, password: Password) -> users::User {
+    let cost = state.settings.auth.bcrypt_cost;
+    let Some(from) = crate::auth::hashes::upgrade_from(&user.password_hash.0, cost) else {
+        return user;
+    };
+    let new = match state.hasher.hash(password).await {
+        Ok(h) => h,
+        Err(e) => {
+            log::warn!("user {}: the stored hash was not upgraded: {e}", user.id);
+            return user;
+        }
+    };
+    let (id, old, stored) = (user.id.clone(), user.password_hash.0.clone(), new.clone());
+    match state
+        .store
+        .write(move |ops| ops.upgrade_password_hash(&id, &old, &stored))
+        .await
+    {
+        Ok(true) => {
+            if let Some(m) = &state.metrics {
+                m.rehash(from.label());
+            }
+            log::info!("user {}: {} hash replaced by bcrypt", user.id, from.label());
+            user.password_hash = users::PasswordHash(new);
+        }
+        Ok(false) => {}
+        Err(e) => log::warn!("user {}: the stored hash was not upgraded: {e}", user.id),
+    }
+    user
 }
 
 /// Checks the caller's current password before a change, under the same limit as sign-in:

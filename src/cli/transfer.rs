@@ -22,7 +22,6 @@ use super::{CliError, CliResult};
 use crate::db::users::{self, PasswordHash, User};
 use crate::db::{Store, StoreError};
 use crate::domain::{Email, UserId, Username, Vendor, check_label};
-use crate::fixtures::is_bcrypt_hash;
 use crate::settings::Settings;
 
 /// The version of the export document this build writes and reads.
@@ -313,9 +312,7 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
     let email = required(o, "email")?;
     Email::parse(&email).map_err(|e| format!("email: {e}"))?;
     let hash = required(o, "passwordHash")?;
-    if !is_bcrypt_hash(&hash) {
-        return Err("passwordHash: not a bcrypt hash ($2b$NN$ and 53 characters)".into());
-    }
+    crate::auth::hashes::check(&hash).map_err(|e| format!("passwordHash: {e}"))?;
     let is_active = match o.remove("isActive") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => b,

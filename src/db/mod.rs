@@ -97,6 +97,14 @@ pub trait Ops {
         mtime: i64,
         tokens_since: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Replaces the user's hash with `new` if it is still `old` (a sign-in's upgrade to bcrypt
+    /// must not undo a password change made meanwhile); nothing else changes, mtime included.
+    fn upgrade_password_hash(
+        &mut self,
+        id: &UserId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
     /// Refuses every token of the user issued so far, as `set_password_hash` does; the second
     /// from which tokens count now, or `None` when the user is not stored.
     fn revoke_tokens(

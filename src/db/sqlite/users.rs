@@ -202,6 +202,19 @@ impl Ops for Conn<'_> {
         Ok(n == 1)
     }
 
+    fn upgrade_password_hash(
+        &mut self,
+        id: &UserId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.change(
+            "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            params![id.as_str(), old, new],
+        )?;
+        Ok(n == 1)
+    }
+
     fn revoke_tokens(
         &mut self,
         id: &UserId,
