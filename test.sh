@@ -28,10 +28,11 @@ python3 -m pytest -q examples/python
 echo "== documented examples (tests/docs)"
 python3 -m pytest -q -p no:cacheprovider tests/docs
 
-# Users moving in with the hashes of other systems, made by independent implementations.
-echo "== foreign password hashes (tests/hashes)"
-python3 -m pip install -q argon2-cffi
-python3 -m pytest -q -p no:cacheprovider tests/hashes
+# Users moving in with the hashes of other systems, made by independent implementations;
+# forgot-password mail received by another SMTP implementation (aiosmtpd).
+echo "== foreign password hashes and SMTP mail (tests/hashes, tests/mail)"
+python3 -m pip install -q argon2-cffi aiosmtpd
+python3 -m pytest -q -p no:cacheprovider tests/hashes tests/mail
 
 # The house rules of src/: no import circles, SQL only in src/db, nothing imports startup.
 echo "== layers of src/ (tests/layout)"

@@ -8,6 +8,7 @@ mod backup;
 mod concurrency;
 mod newcomer;
 mod settings;
+mod sysconfig;
 mod token;
 mod transfer;
 mod users;
@@ -21,6 +22,8 @@ use tempfile::TempDir;
 
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/receiver.rs"]
+mod receiver;
 pub use process::{BIN, Server, command_in, launch};
 
 /// A working directory with its own `appmixer.db`; every command runs in it.
