@@ -28,7 +28,7 @@ use crate::settings::Settings;
 pub const FORMAT_VERSION: u64 = 1;
 
 /// Imports this large show a progress bar (when stderr is a terminal).
-const PROGRESS_FROM: usize = 1_000;
+const PROGRESS_FROM_BYTES: u64 = 1 << 20;
 
 /// One user in an export: every stored field under its API name.
 #[derive(Debug, Serialize)]
@@ -174,19 +174,34 @@ fn write_document(out: &mut dyn Write, store: &Store) -> CliResult<usize> {
 
 pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliResult {
     let name = a.file.display().to_string();
-    let mut bytes = Vec::new();
-    if name == "-" {
-        std::io::stdin().read_to_end(&mut bytes)?;
+    let (reader, len): (Box<dyn Read>, u64) = if name == "-" {
+        (Box::new(std::io::stdin().lock()), 0)
     } else {
-        bytes = std::fs::read(&a.file)
+        let file = std::fs::File::open(&a.file)
             .map_err(|e| CliError::failure(format!("cannot read {name}: {e}")))?;
-    }
-    // Everything is checked before anything is written.
-    let records = parse_document(&bytes, users::now_ms())
-        .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), len)
+    };
     let store = super::connect(settings)?;
-    let progress = progress_bar(records.len());
-    let report = write_records(&store, &settings.webhooks, &records, a.replace, &progress)?;
+    let progress = progress_bar(len);
+    let reader = std::io::BufReader::with_capacity(
+        256 * 1024,
+        Counted {
+            inner: reader,
+            progress: progress.clone(),
+            read: 0,
+        },
+    );
+    // Read and written one record at a time, all in one transaction: a bad record anywhere
+    // rolls everything back, so nothing is ever half-imported, and memory stays flat.
+    let report = store.write_blocking(|ops| {
+        let mut writer = Importer::new(ops, &settings.webhooks, a.replace);
+        stream_document(reader, users::now_ms(), false, &mut |i, user| {
+            writer.record(i, user)
+        })
+        .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
+        writer.finish()
+    })?;
     progress.finish_and_clear();
     if a.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
@@ -205,63 +220,206 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
     Ok(())
 }
 
-fn progress_bar(len: usize) -> ProgressBar {
-    if len < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+/// A progress bar over the bytes of the file, on a terminal, for files of some size.
+fn progress_bar(len: u64) -> ProgressBar {
+    if len < PROGRESS_FROM_BYTES || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     // Short enough for an 80-column terminal, where a wrapped bar would redraw badly.
     if let Ok(style) =
-        ProgressStyle::with_template("importing {bar:24} {human_pos}/{human_len} users, {eta} left")
+        ProgressStyle::with_template("importing {bar:24} {bytes}/{total_bytes}, {eta} left")
     {
         bar.set_style(style);
     }
     bar
 }
 
+/// Counts what is read, for the progress bar.
+struct Counted<R> {
+    inner: R,
+    progress: ProgressBar,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.set_position(self.read);
+        Ok(n)
+    }
+}
+
 /// Parses and checks a whole document: every record valid, no id, username or email twice.
-/// The error names the record (index and username) and the field.
+/// The error names the record (index and username) and the field. (The import itself streams,
+/// [`stream_document`]; this collects, for tests and small documents.)
 pub fn parse_document(bytes: &[u8], now: i64) -> Result<Vec<User>, String> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Value::Object(mut doc) = doc else {
-        return Err("expected an object {\"version\": 1, \"users\": […]}".into());
-    };
-    match doc.remove("version") {
-        Some(Value::Number(n)) if n.as_u64() == Some(FORMAT_VERSION) => {}
-        Some(v) => {
-            return Err(format!(
-                "version: this build reads version {FORMAT_VERSION}, not {v}"
-            ));
-        }
-        None => return Err("version: missing (expected 1)".into()),
-    }
-    let list = match doc.remove("users") {
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err("users: must be an array".into()),
-        None => return Err("users: missing".into()),
-    };
-    if let Some(key) = doc.keys().next() {
-        return Err(format!("unknown key `{key}` (expected version and users)"));
-    }
-    let mut out = Vec::with_capacity(list.len());
-    let mut ids: HashMap<String, usize> = HashMap::with_capacity(list.len());
-    let mut names: HashMap<String, usize> = HashMap::with_capacity(list.len());
-    let mut emails: HashMap<String, usize> = HashMap::with_capacity(list.len());
-    for (i, value) in list.into_iter().enumerate() {
-        let user = parse_record(i, value, now)?;
+    let mut out = Vec::new();
+    stream_document(bytes, now, true, &mut |_, user| {
+        out.push(user);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The ids (and, for a whole-document check, usernames and emails) met so far in a document,
+/// as 64-bit hashes with the index of the record that had each: about 35 MB for a million ids.
+/// A hash collision, one in 2^64, could only refuse a document, never import a wrong one. An
+/// import leaves usernames and emails to the database's unique indexes, which refuse a second
+/// one in the same transaction.
+#[derive(Default)]
+struct Seen {
+    ids: HashMap<u64, u32>,
+    names: Option<HashMap<u64, u32>>,
+    emails: Option<HashMap<u64, u32>>,
+}
+
+impl Seen {
+    fn check(&mut self, i: usize, user: &User) -> Result<(), String> {
+        use std::hash::{BuildHasher, Hasher};
+        // Fixed keys: the same text gives the same hash within one run.
+        let state =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        let hash = |text: &str| {
+            let mut h = state.build_hasher();
+            h.write(text.as_bytes());
+            h.finish()
+        };
         let at = || format!("users[{i}] ({:?})", user.username);
-        if let Some(j) = ids.insert(user.id.to_string(), i) {
+        let i32 = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(j) = self.ids.insert(hash(user.id.as_str()), i32) {
             return Err(format!("{}: id: also used by users[{j}]", at()));
         }
-        if let Some(j) = names.insert(user.username.clone(), i) {
+        if let Some(names) = &mut self.names
+            && let Some(j) = names.insert(hash(&user.username), i32)
+        {
             return Err(format!("{}: username: also used by users[{j}]", at()));
         }
-        if let Some(j) = emails.insert(Email::key_of(&user.email), i) {
+        if let Some(emails) = &mut self.emails
+            && let Some(j) = emails.insert(hash(&Email::key_of(&user.email)), i32)
+        {
             return Err(format!("{}: email: also used by users[{j}]", at()));
         }
-        out.push(user);
+        Ok(())
     }
-    Ok(out)
+}
+
+/// Reads a document `{"version": 1, "users": [...]}` record by record, handing each parsed and
+/// checked user (with its index) to `each`, which may refuse it; the document is never held
+/// whole. Errors name the record and field, or what is wrong with the document.
+pub fn stream_document<R: Read>(
+    reader: R,
+    now: i64,
+    whole: bool,
+    each: &mut dyn FnMut(usize, User) -> Result<(), String>,
+) -> Result<usize, String> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    struct Doc<'a> {
+        now: i64,
+        each: &'a mut dyn FnMut(usize, User) -> Result<(), String>,
+        seen: Seen,
+        count: usize,
+        failure: Option<String>,
+    }
+
+    impl<'de> Visitor<'de> for &mut Doc<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object {\"version\": 1, \"users\": [...]}")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let (mut version, mut users) = (false, false);
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "version" => {
+                        let v: Value = map.next_value()?;
+                        if v.as_u64() != Some(FORMAT_VERSION) {
+                            return Err(A::Error::custom(format!(
+                                "version: this build reads version {FORMAT_VERSION}, not {v}"
+                            )));
+                        }
+                        version = true;
+                    }
+                    "users" => {
+                        map.next_value_seed(Records(&mut *self))?;
+                        users = true;
+                    }
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown key `{other}` (expected version and users)"
+                        )));
+                    }
+                }
+            }
+            if !version {
+                return Err(A::Error::custom("version: missing (expected 1)"));
+            }
+            if !users {
+                return Err(A::Error::custom("users: missing"));
+            }
+            Ok(())
+        }
+    }
+
+    struct Records<'b, 'a>(&'b mut Doc<'a>);
+
+    impl<'de> DeserializeSeed<'de> for Records<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Records<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("users: an array")
+        }
+        fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+            let doc = self.0;
+            while let Some(value) = seq.next_element::<Value>()? {
+                let i = doc.count;
+                let user = parse_record(i, value, doc.now).map_err(S::Error::custom)?;
+                if let Err(e) = doc.seen.check(i, &user).and_then(|()| (doc.each)(i, user)) {
+                    doc.failure = Some(e.clone());
+                    return Err(S::Error::custom(e));
+                }
+                doc.count += 1;
+            }
+            Ok(())
+        }
+    }
+
+    let mut doc = Doc {
+        now,
+        each,
+        seen: Seen {
+            names: whole.then(HashMap::new),
+            emails: whole.then(HashMap::new),
+            ..Seen::default()
+        },
+        count: 0,
+        failure: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = serde::Deserializer::deserialize_map(&mut de, &mut doc).and_then(|()| de.end());
+    match parsed {
+        Ok(()) => Ok(doc.count),
+        // A record refused by `each` or the checks: its own message, as written.
+        Err(_) if doc.failure.is_some() => Err(doc.failure.unwrap_or_default()),
+        Err(e) if e.is_data() => Err(strip_position(&e.to_string())),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// serde_json's messages end with " at line L column C", which only helps for syntax errors.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
 }
 
 fn parse_record(i: usize, value: Value, now: i64) -> Result<User, String> {
@@ -367,47 +525,73 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
     })
 }
 
-/// Upserts by id in one transaction: an error rolls everything back.
-fn write_records(
-    store: &Store,
-    webhooks: &crate::settings::WebhookSettings,
-    records: &[User],
-    replace: bool,
-    progress: &ProgressBar,
-) -> CliResult<ImportReport> {
-    store.write_blocking(|ops| {
-        let mut report = ImportReport::default();
-        for (i, u) in records.iter().enumerate() {
-            let at = |e: StoreError| match e {
-                StoreError::Taken(_) => CliError::failure(format!(
-                    "users[{i}] ({:?}): {e}; nothing imported",
-                    u.username
-                )),
-                e => CliError::from(e),
-            };
-            match ops.find_by_id(&u.id).map_err(at)? {
-                None => {
-                    ops.insert_user(u).map_err(at)?;
-                    crate::outbox::user_created(ops, webhooks, u)?;
-                    report.created += 1;
-                }
-                Some(stored) if same_record(&stored, u) => report.skipped += 1,
-                Some(_) => {
-                    ops.replace_user(u).map_err(at)?;
-                    report.updated += 1;
-                }
+/// Upserts records by id in the caller's transaction; an error rolls everything back.
+struct Importer<'o, 'w> {
+    ops: &'o mut dyn crate::db::Ops,
+    webhooks: &'w crate::settings::WebhookSettings,
+    report: ImportReport,
+    /// With `--replace`: the ids in the file, 12 bytes each (the other users go at the end).
+    keep: Option<Vec<[u8; 12]>>,
+}
+
+impl<'o, 'w> Importer<'o, 'w> {
+    fn new(
+        ops: &'o mut dyn crate::db::Ops,
+        webhooks: &'w crate::settings::WebhookSettings,
+        replace: bool,
+    ) -> Self {
+        Self {
+            ops,
+            webhooks,
+            report: ImportReport::default(),
+            keep: replace.then(Vec::new),
+        }
+    }
+
+    fn record(&mut self, i: usize, u: User) -> Result<(), String> {
+        let at = |e: StoreError| match e {
+            StoreError::Taken(_) => format!("users[{i}] ({:?}): {e}; nothing imported", u.username),
+            e => format!("database: {e:#}"),
+        };
+        match self.ops.find_by_id(&u.id).map_err(at)? {
+            None => {
+                self.ops.insert_user(&u).map_err(at)?;
+                crate::outbox::user_created(self.ops, self.webhooks, &u).map_err(at)?;
+                self.report.created += 1;
             }
-            if i % 256 == 0 {
-                progress.set_position(i as u64);
+            Some(stored) if same_record(&stored, &u) => self.report.skipped += 1,
+            Some(_) => {
+                self.ops.replace_user(&u).map_err(at)?;
+                self.report.updated += 1;
             }
         }
-        progress.set_position(records.len() as u64);
-        if replace {
-            let keep: Vec<UserId> = records.iter().map(|u| u.id.clone()).collect();
-            report.deleted = ops.delete_users_except(&keep)?;
+        if let Some(keep) = &mut self.keep {
+            keep.push(id_bytes(&u.id));
         }
-        Ok(report)
-    })
+        Ok(())
+    }
+
+    fn finish(mut self) -> CliResult<ImportReport> {
+        if let Some(keep) = self.keep.take() {
+            let mut ids = keep.iter().filter_map(|b| {
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                UserId::parse(&hex).ok()
+            });
+            self.report.deleted = self.ops.delete_users_except_each(&mut ids)?;
+        }
+        Ok(self.report)
+    }
+}
+
+/// A 24-hex id as its 12 bytes.
+fn id_bytes(id: &UserId) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    let hex = id.as_str().as_bytes();
+    for (i, byte) in out.iter_mut().enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+        *byte = digit(hex[2 * i]) << 4 | digit(hex[2 * i + 1]);
+    }
+    out
 }
 
 /// Every stored field equal (metadata objects by content, not key order).

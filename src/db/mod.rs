@@ -117,6 +117,12 @@ pub trait Ops {
     fn delete_user(&mut self, id: &UserId) -> Result<bool, StoreError>;
     /// Deletes every user whose id is not in `keep`; how many went.
     fn delete_users_except(&mut self, keep: &[UserId]) -> Result<usize, StoreError>;
+    /// The same for a long list, taken one id at a time (an import's `--replace` of a
+    /// million users).
+    fn delete_users_except_each(
+        &mut self,
+        keep: &mut dyn Iterator<Item = UserId>,
+    ) -> Result<usize, StoreError>;
     fn list_users(&mut self, q: &ListQuery) -> Result<Vec<User>, StoreError>;
     /// How many users match `q`'s pattern and filters (its order and page do not matter).
     fn count_users(&mut self, q: &ListQuery) -> Result<u64, StoreError>;

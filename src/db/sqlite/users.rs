@@ -246,6 +246,28 @@ impl Ops for Conn<'_> {
         )
     }
 
+    fn delete_users_except_each(
+        &mut self,
+        keep: &mut dyn Iterator<Item = UserId>,
+    ) -> Result<usize, StoreError> {
+        self.0.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS keep_ids (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+             DELETE FROM temp.keep_ids;",
+        )?;
+        for id in keep {
+            self.change(
+                "INSERT OR IGNORE INTO temp.keep_ids (id) VALUES (?1)",
+                [id.as_str()],
+            )?;
+        }
+        let n = self.change(
+            "DELETE FROM users WHERE id NOT IN (SELECT id FROM temp.keep_ids)",
+            [],
+        )?;
+        self.change("DELETE FROM temp.keep_ids", [])?;
+        Ok(n)
+    }
+
     fn list_users(&mut self, q: &ListQuery) -> Result<Vec<User>, StoreError> {
         let (where_sql, mut args) = where_clause(q);
         let (key, ascending) = q.sort;
