@@ -87,12 +87,26 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// An export document; `-` reads stdin.
     pub file: PathBuf,
+    /// What FILE is: this server's export (default), or `appmixer-mongo`, a `mongoexport` of
+    /// the engine's `users` collection (JSON lines or an array; `_id` is kept as the id, so the
+    /// old engine's tokens work with the same JWTSecret; `password` is the hash).
+    #[arg(long, value_name = "FORMAT", default_value = "export")]
+    pub from: ImportFormat,
     /// Also delete the stored users that are not in the file (a restore).
     #[arg(long)]
     pub replace: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The formats `users import --from` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// This server's `users export` document.
+    Export,
+    /// `mongoexport` of the Appmixer engine's `users` collection.
+    AppmixerMongo,
 }
 
 /// What an import did.
@@ -196,9 +210,12 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
     // rolls everything back, so nothing is ever half-imported, and memory stays flat.
     let report = store.write_blocking(|ops| {
         let mut writer = Importer::new(ops, &settings.webhooks, a.replace);
-        stream_document(reader, users::now_ms(), false, &mut |i, user| {
-            writer.record(i, user)
-        })
+        let now = users::now_ms();
+        let each = &mut |i, user| writer.record(i, user);
+        match a.from {
+            ImportFormat::Export => stream_document(reader, now, false, each),
+            ImportFormat::AppmixerMongo => stream_mongo(reader, now, each),
+        }
         .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
         writer.finish()
     })?;
@@ -412,6 +429,163 @@ pub fn stream_document<R: Read>(
         Err(e) if e.is_data() => Err(strip_position(&e.to_string())),
         Err(e) => Err(format!("not valid JSON: {e}")),
     }
+}
+
+/// Reads a `mongoexport` of the engine's `users` collection (JSON lines, or one array) record
+/// by record, as [`stream_document`] does: each document becomes a record of this server's
+/// format (`_id.$oid` the id, `password` the hash, extended-JSON dates in milliseconds; fields
+/// this server does not keep are left out) and goes through the same checks.
+pub fn stream_mongo<R: Read>(
+    reader: R,
+    now: i64,
+    each: &mut dyn FnMut(usize, User) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut reader = std::io::BufReader::new(reader);
+    // An array or JSON lines: look at the first byte that is not white space.
+    let first = loop {
+        let buf = std::io::BufRead::fill_buf(&mut reader).map_err(|e| e.to_string())?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(at) => {
+                let byte = buf[at];
+                std::io::BufRead::consume(&mut reader, at);
+                break Some(byte);
+            }
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                std::io::BufRead::consume(&mut reader, n);
+            }
+        }
+    };
+    let mut seen = Seen {
+        names: Some(HashMap::new()),
+        emails: Some(HashMap::new()),
+        ..Seen::default()
+    };
+    let mut count = 0;
+    let mut one = |value: Value| -> Result<(), String> {
+        let record = mongo_record(count, value)?;
+        let user = parse_record(count, record, now)?;
+        seen.check(count, &user)?;
+        each(count, user)?;
+        count += 1;
+        Ok(())
+    };
+    if first == Some(b'[') {
+        let all: Vec<Value> =
+            serde_json::from_reader(reader).map_err(|e| format!("not valid JSON: {e}"))?;
+        for value in all {
+            one(value)?;
+        }
+    } else {
+        for (n, value) in serde_json::Deserializer::from_reader(reader)
+            .into_iter::<Value>()
+            .enumerate()
+        {
+            one(value.map_err(|e| format!("not valid JSON (document {}): {e}", n + 1))?)?;
+        }
+    }
+    Ok(count)
+}
+
+/// One document of the engine's `users` collection as a record of this server's format.
+fn mongo_record(i: usize, value: Value) -> Result<Value, String> {
+    let Value::Object(mut o) = value else {
+        return Err(format!("users[{i}]: must be an object"));
+    };
+    let label = match o.get("username") {
+        Some(Value::String(s)) => format!("users[{i}] ({s:?})"),
+        _ => format!("users[{i}]"),
+    };
+    let err = |e: String| format!("{label}: {e}");
+    let id = match o.remove("_id") {
+        Some(Value::Object(mut id)) => match id.remove("$oid") {
+            Some(Value::String(s)) => s,
+            _ => return Err(err("_id: expected {\"$oid\": \"…\"}".into())),
+        },
+        Some(Value::String(s)) => s,
+        _ => return Err(err("_id: missing".into())),
+    };
+    let date = |v: Option<Value>| -> Result<Option<Value>, String> {
+        Ok(match v {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(mut d)) => match d.remove("$date") {
+                Some(Value::String(text)) => Some(Value::from(
+                    parse_iso8601(&text).ok_or(format!("date `{text}` is not ISO-8601"))?,
+                )),
+                Some(Value::Number(n)) => Some(Value::Number(n)),
+                Some(Value::Object(mut l)) => match l.remove("$numberLong") {
+                    Some(Value::String(n)) => Some(Value::from(
+                        n.parse::<i64>()
+                            .map_err(|_| format!("date `{n}` is not a number"))?,
+                    )),
+                    _ => return Err("a date must be {\"$date\": …}".into()),
+                },
+                _ => return Err("a date must be {\"$date\": …}".into()),
+            },
+            Some(n @ Value::Number(_)) => Some(n),
+            Some(_) => return Err("a date must be {\"$date\": …}".into()),
+        })
+    };
+    let created = date(o.remove("created")).map_err(|e| err(format!("created: {e}")))?;
+    let mtime = date(o.remove("mtime")).map_err(|e| err(format!("mtime: {e}")))?;
+    let username = o.remove("username");
+    let email = match o.remove("email") {
+        Some(Value::String(e)) => Value::String(e),
+        // The engine's users made by username alone: an address username is the email.
+        _ => username.clone().unwrap_or(Value::Null),
+    };
+    let mut record = Map::new();
+    record.insert("id".into(), Value::String(id));
+    record.insert("username".into(), username.unwrap_or(Value::Null));
+    record.insert("email".into(), email);
+    record.insert(
+        "passwordHash".into(),
+        o.remove("password").unwrap_or(Value::Null),
+    );
+    for key in ["isActive", "scope", "plan", "vendor", "metadata"] {
+        if let Some(v) = o.remove(key) {
+            record.insert(key.into(), v);
+        }
+    }
+    if let Some(c) = created {
+        record.insert("created".into(), c);
+    }
+    if let Some(m) = mtime {
+        record.insert("mtime".into(), m);
+    }
+    Ok(Value::Object(record))
+}
+
+/// `2023-05-01T12:30:00.000Z` (or with an offset of `+00:00`) in milliseconds since the epoch.
+fn parse_iso8601(text: &str) -> Option<i64> {
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = match time.split_once('.') {
+        Some((hms, frac)) => {
+            let frac: String = frac.chars().chain("000".chars()).take(3).collect();
+            (hms, frac.parse::<i64>().ok()?)
+        }
+        None => (time, 0),
+    };
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1000) + ms)
 }
 
 /// serde_json's messages end with " at line L column C", which only helps for syntax errors.

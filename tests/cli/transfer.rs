@@ -301,3 +301,76 @@ fn vendors_given_as_lists_go_through_add_export_and_import_as_given() {
         "{list}"
     );
 }
+
+/// An HS256 token as the engine (Node's jsonwebtoken) makes it with a string secret.
+fn engine_token(secret: &str, id: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let head = b64(&json!({"alg": "HS256", "typ": "JWT"}));
+    let body = b64(&json!({"id": id, "scope": ["user"], "iat": now, "exp": now + 3600}));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{head}.{body}").as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{head}.{body}.{sig}")
+}
+
+#[test]
+fn a_mongoexport_of_the_engines_users_keeps_ids_hashes_and_the_engines_tokens() {
+    let place = Place::new();
+    let secret = "the-engine-jwt-secret-123";
+    place.write(
+        "appmixer.toml",
+        &format!("[auth]\njwt_secret = \"{secret}\"\n"),
+    );
+    let hash = bcrypt::hash("engine-pass-1", 4).unwrap();
+    let lines = [
+        json!({"_id": {"$oid": "5f1d7c2e9b1e8a3d4c5b6a79"}, "username": "eng@example.com",
+               "email": "eng@example.com", "password": hash, "scope": ["user", "admin"],
+               "plan": "pro", "isActive": true, "vendor": ["acme"], "__v": 0,
+               "created": {"$date": "2020-07-26T12:00:00.123Z"},
+               "mtime": {"$date": {"$numberLong": "1600000000000"}}}),
+        json!({"_id": {"$oid": "5f1d7c2e9b1e8a3d4c5b6a7a"}, "username": "noemail@example.com",
+               "password": hash, "created": {"$date": "2021-01-01T00:00:00Z"}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    place.write("users.jsonl", &text);
+    let out = place.ok(&["users", "import", "--from", "appmixer-mongo", "users.jsonl"]);
+    assert_eq!(out.trim(), "created 2, updated 0, skipped 0 (identical)");
+    let shown = place.json(&["users", "show", "eng@example.com", "--json"]);
+    assert_eq!(shown["id"], "5f1d7c2e9b1e8a3d4c5b6a79");
+    assert_eq!(shown["vendor"], json!(["acme"]));
+    assert_eq!(shown["plan"], "pro");
+    let doc: Value = serde_json::from_str(&place.ok(&["users", "export"])).unwrap();
+    assert_eq!(doc["users"][0]["created"], 1_595_764_800_123i64);
+    assert_eq!(doc["users"][0]["mtime"], 1_600_000_000_000i64);
+    assert_eq!(doc["users"][1]["email"], "noemail@example.com");
+
+    let server = place.serve(&[]);
+    // The old engine's token for the kept id works; the engine's password too.
+    let token = engine_token(secret, "5f1d7c2e9b1e8a3d4c5b6a79");
+    let (status, me) = http("GET", &format!("{}/user", server.url), Some(&token), None);
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["username"], "eng@example.com");
+    assert_eq!(
+        crate::sign_in(&server, "noemail@example.com", "engine-pass-1").0,
+        200
+    );
+
+    // A bad document names the record, and nothing is imported.
+    let other = Place::new();
+    other.write(
+        "bad.json",
+        &json!([lines[0].clone(), {"_id": {"$oid": "5f1d7c2e9b1e8a3d4c5b6a7b"},
+                 "username": "bad", "password": "plain text"}])
+        .to_string(),
+    );
+    let out = other.run(&["users", "import", "--from", "appmixer-mongo", "bad.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("users[1] (\"bad\")"), "{err}");
+}
