@@ -74,12 +74,25 @@ fn main() {
     }
     let load_after = loadavg();
 
+    // Moving a tenant: `users import` and `users export` of BENCH_MOVE_USERS users (default
+    // 1 000 000; 0 skips), wall time and peak resident memory, once.
+    let move_users: usize = env_or("BENCH_MOVE_USERS", 1_000_000);
+    let moving = if move_users > 0 && has_import() {
+        eprintln!("bench: users import and export of {move_users} users");
+        Some(move_tenant(work, &config, move_users, &hash))
+    } else {
+        None
+    };
+
     let report = Report::new(&all, cores, users);
     let machine_line = format!(
         "{machine}; load average {load_before} before, {load_after} after; {runs} runs, {secs} s per load; {}",
         today()
     );
-    let table = report.table();
+    let mut table = report.table();
+    if let Some(rows) = &moving {
+        table.push_str(rows);
+    }
     println!("\n{machine_line}\n\n{table}");
     if write_files {
         let docs = Path::new(REPO).join("docs");
@@ -1247,4 +1260,59 @@ fn slow_receiver(delay: Duration) -> SocketAddr {
         }
     });
     addr
+}
+
+/// `users import` then `users export` of `n` users, each timed with its peak resident memory
+/// (GNU time's `%M`); table rows.
+fn move_tenant(work: &Path, config: &Path, n: usize, hash: &str) -> String {
+    let file = work.join("move.json");
+    write_import_json(&file, n, "mover", hash);
+    let db = work.join("move.db");
+    let measure = |args: &[&str]| -> Option<(f64, f64)> {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%e %M", SERVER, "--config"])
+            .arg(config)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .current_dir(work)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last()?;
+        let mut f = last.split_whitespace();
+        let secs: f64 = f.next()?.parse().ok()?;
+        let kib: f64 = f.next()?.parse().ok()?;
+        Some((secs, kib / 1024.0))
+    };
+    let file_arg = file.to_string_lossy().into_owned();
+    let out_arg = work.join("moved.json").to_string_lossy().into_owned();
+    let import = measure(&["users", "import", &file_arg]);
+    let export = measure(&["users", "export", &out_arg, "--force"]);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(work.join("moved.json"));
+    let users = group(n as f64);
+    let mut rows = String::new();
+    for (what, m) in [("import", import), ("export", export)] {
+        match m {
+            Some((secs, mib)) => {
+                rows.push_str(&format!(
+                    "| `users {what}` of {users} users, whole command | — | {secs:.1} s | once |  |\n"
+                ));
+                let met = if mib < 100.0 { "met" } else { "**missed**" };
+                rows.push_str(&format!(
+                    "| `users {what}` of {users} users, peak resident memory | < 100 MiB | {mib:.0} MiB | once | {met} |\n"
+                ));
+            }
+            None => rows.push_str(&format!(
+                "| `users {what}` of {users} users | — | not measured (needs GNU time at /usr/bin/time) | | |\n"
+            )),
+        }
+    }
+    rows
 }

@@ -27,12 +27,22 @@ pub const MAX_BCRYPT_COST: u32 = 18;
 /// What kind of hash a stored one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    Bcrypt { cost: u32 },
+    Bcrypt {
+        cost: u32,
+    },
     Argon2,
     Scrypt,
     Pbkdf2Sha256,
     Pbkdf2Sha512,
+    /// Firebase's modified scrypt, with the project's parameters in the string.
+    FirebaseScrypt,
+    /// [`UNUSABLE`]: no password signs in (a user imported without one sets it through
+    /// forgot-password).
+    Unusable,
 }
+
+/// The stored hash of a user who has no password yet.
+pub const UNUSABLE: &str = "$unusable$";
 
 impl Scheme {
     /// The name in metrics (`appmixer_auth_password_rehashes_total{from}`).
@@ -43,6 +53,8 @@ impl Scheme {
             Scheme::Scrypt => "scrypt",
             Scheme::Pbkdf2Sha256 => "pbkdf2-sha256",
             Scheme::Pbkdf2Sha512 => "pbkdf2-sha512",
+            Scheme::FirebaseScrypt => "firebase-scrypt",
+            Scheme::Unusable => "unusable",
         }
     }
 }
@@ -76,6 +88,13 @@ pub fn check(hash: &str) -> Result<Scheme, String> {
         pbkdf2_parts(hash, "pbkdf2-sha256")?;
         return Ok(Scheme::Pbkdf2Sha256);
     }
+    if hash == UNUSABLE {
+        return Ok(Scheme::Unusable);
+    }
+    if hash.starts_with("$firebase-scrypt$") {
+        firebase_parts(hash)?;
+        return Ok(Scheme::FirebaseScrypt);
+    }
     if hash.starts_with("$pbkdf2-sha512$") {
         pbkdf2_parts(hash, "pbkdf2-sha512")?;
         return Ok(Scheme::Pbkdf2Sha512);
@@ -96,6 +115,8 @@ pub fn verify(password: &str, hash: &str) -> bool {
         Ok(Scheme::Argon2) => verify_argon2(password, hash),
         Ok(Scheme::Scrypt) => verify_scrypt(password, hash),
         Ok(Scheme::Pbkdf2Sha256 | Scheme::Pbkdf2Sha512) => verify_pbkdf2(password, hash),
+        Ok(Scheme::FirebaseScrypt) => verify_firebase(password, hash),
+        Ok(Scheme::Unusable) => false,
         Err(_) => {
             log::warn!("a stored password hash could not be read; sign-in refused");
             false
@@ -108,6 +129,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
 pub fn upgrade_from(hash: &str, cost: u32) -> Option<Scheme> {
     match check(hash).ok()? {
         Scheme::Bcrypt { cost: have } if have >= cost => None,
+        Scheme::Unusable => None,
         scheme => Some(scheme),
     }
 }
@@ -287,6 +309,90 @@ fn verify_pbkdf2(password: &str, hash: &str) -> bool {
     same(&out, &expected)
 }
 
+/// A Firebase user's hash with its project's parameters, as this server stores it:
+/// `$firebase-scrypt$r=ROUNDS,m=MEM_COST$SALT$SALT_SEPARATOR$SIGNER_KEY$HASH` (standard base64,
+/// unpadded). `users import --from firebase` writes it from `firebase auth:export` and the
+/// project's hash parameters.
+pub fn firebase_hash(
+    rounds: u32,
+    mem_cost: u32,
+    salt: &[u8],
+    separator: &[u8],
+    signer_key: &[u8],
+    hash: &[u8],
+) -> String {
+    let e = |b: &[u8]| STANDARD_NO_PAD.encode(b);
+    format!(
+        "$firebase-scrypt$r={rounds},m={mem_cost}${}${}${}${}",
+        e(salt),
+        e(separator),
+        e(signer_key),
+        e(hash)
+    )
+}
+
+struct Firebase {
+    params: scrypt::Params,
+    /// The user's salt, then the project's salt separator.
+    salt: Vec<u8>,
+    signer_key: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+fn firebase_parts(hash: &str) -> Result<Firebase, String> {
+    let fields: Vec<&str> = hash.split('$').collect();
+    let [_, "firebase-scrypt", p, salt, sep, key, out] = fields.as_slice() else {
+        return Err("not $firebase-scrypt$r=…,m=…$SALT$SEPARATOR$SIGNER_KEY$HASH".into());
+    };
+    let list = params(p)?;
+    let (r, m) = (param(&list, "r")?, param(&list, "m")?);
+    if r == 0 || r > 64 || m == 0 || m > 24 {
+        return Err(format!(
+            "firebase scrypt rounds={r}, mem_cost={m} are out of range"
+        ));
+    }
+    let memory = 128u64 * r * (1u64 << m);
+    if memory > MAX_MEMORY_BYTES {
+        return Err(format!(
+            "firebase scrypt memory 128·rounds·2^mem_cost = {} MiB is over the limit of {} MiB",
+            memory >> 20,
+            MAX_MEMORY_BYTES >> 20
+        ));
+    }
+    let mut salt = b64(salt, "salt")?;
+    salt.extend(b64(sep, "salt separator")?);
+    let signer_key = b64(key, "signer key")?;
+    let hash = b64(out, "hash")?;
+    if signer_key.is_empty() || signer_key.len() > 128 || hash.len() != signer_key.len() {
+        return Err("the firebase hash and signer key must be as long as each other".into());
+    }
+    let params = scrypt::Params::new(m as u8, r as u32, 1, 64)
+        .map_err(|e| format!("firebase scrypt parameters: {e}"))?;
+    Ok(Firebase {
+        params,
+        salt,
+        signer_key,
+        hash,
+    })
+}
+
+/// Firebase's scrypt: a 64-byte scrypt key of the password (salt and separator), whose first
+/// 32 bytes encrypt the project's signer key with AES-256-CTR from a zero counter.
+fn verify_firebase(password: &str, hash: &str) -> bool {
+    use aes::cipher::{KeyIvInit, StreamCipher};
+    let Ok(f) = firebase_parts(hash) else {
+        return false;
+    };
+    let mut derived = [0u8; 64];
+    if scrypt::scrypt(password.as_bytes(), &f.salt, &f.params, &mut derived).is_err() {
+        return false;
+    }
+    let mut block = f.signer_key.clone();
+    let mut cipher = ctr::Ctr128BE::<aes::Aes256>::new((&derived[..32]).into(), &[0u8; 16].into());
+    cipher.apply_keystream(&mut block);
+    same(&block, &f.hash)
+}
+
 /// Compares in time that depends only on the length.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -309,6 +415,28 @@ mod tests {
         assert!(check("$2b$31$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234").is_err());
         assert!(check("plain text").is_err());
         assert!(!verify("x", &big_argon), "refused hashes never match");
+    }
+
+    /// Firebase's own published example (firebase/scrypt's README).
+    #[test]
+    fn firebase_scrypt_matches_firebases_published_vector() {
+        let d = |s: &str| STANDARD.decode(s).unwrap();
+        let hash = firebase_hash(
+            8,
+            14,
+            &d("42xEC+ixf3L2lw=="),
+            &d("Bw=="),
+            &d(
+                "jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA==",
+            ),
+            &d(
+                "lSrfV15cpx95/sZS2W9c9Kp6i/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ==",
+            ),
+        );
+        assert_eq!(check(&hash), Ok(Scheme::FirebaseScrypt));
+        assert!(verify("user1password", &hash));
+        assert!(!verify("user1passwore", &hash));
+        assert_eq!(upgrade_from(&hash, 10), Some(Scheme::FirebaseScrypt));
     }
 
     #[test]

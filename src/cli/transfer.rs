@@ -92,6 +92,20 @@ pub struct ImportArgs {
     /// old engine's tokens work with the same JWTSecret; `password` is the hash).
     #[arg(long, value_name = "FORMAT", default_value = "export")]
     pub from: ImportFormat,
+    /// With `--from firebase`: the project's password hash parameters, as Firebase's own
+    /// `auth:import` takes them (Authentication → Users → ⋮ → Password hash parameters).
+    #[arg(long, value_name = "ALGO", requires = "hash_key")]
+    pub hash_algo: Option<String>,
+    /// base64_signer_key.
+    #[arg(long, value_name = "B64")]
+    pub hash_key: Option<String>,
+    /// base64_salt_separator.
+    #[arg(long, value_name = "B64")]
+    pub salt_separator: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub mem_cost: Option<u32>,
     /// Also delete the stored users that are not in the file (a restore).
     #[arg(long)]
     pub replace: bool,
@@ -107,6 +121,49 @@ pub enum ImportFormat {
     Export,
     /// `mongoexport` of the Appmixer engine's `users` collection.
     AppmixerMongo,
+    /// `firebase auth:export` JSON, with the project's hash parameters.
+    Firebase,
+}
+
+/// A Firebase project's scrypt parameters.
+struct FirebaseProject {
+    signer_key: Vec<u8>,
+    separator: Vec<u8>,
+    rounds: u32,
+    mem_cost: u32,
+}
+
+impl FirebaseProject {
+    fn from_args(a: &ImportArgs) -> CliResult<Self> {
+        use base64::Engine as _;
+        let b64 = |flag: &str, v: &Option<String>| -> CliResult<Vec<u8>> {
+            let v = v
+                .as_deref()
+                .ok_or_else(|| CliError::usage(format!("--from firebase needs {flag}")))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .map_err(|_| CliError::usage(format!("{flag}: not base64")))
+        };
+        match a.hash_algo.as_deref() {
+            Some(algo) if algo.eq_ignore_ascii_case("SCRYPT") => {}
+            Some(other) => {
+                return Err(CliError::usage(format!(
+                    "--hash-algo {other}: only SCRYPT (Firebase's default) is read"
+                )));
+            }
+            None => return Err(CliError::usage("--from firebase needs --hash-algo SCRYPT")),
+        }
+        Ok(Self {
+            signer_key: b64("--hash-key", &a.hash_key)?,
+            separator: b64("--salt-separator", &a.salt_separator)?,
+            rounds: a
+                .rounds
+                .ok_or_else(|| CliError::usage("--from firebase needs --rounds"))?,
+            mem_cost: a
+                .mem_cost
+                .ok_or_else(|| CliError::usage("--from firebase needs --mem-cost"))?,
+        })
+    }
 }
 
 /// What an import did.
@@ -196,6 +253,10 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(file), len)
     };
+    let firebase = match a.from {
+        ImportFormat::Firebase => Some(FirebaseProject::from_args(&a)?),
+        _ => None,
+    };
     let store = super::connect(settings)?;
     let progress = progress_bar(len);
     let reader = std::io::BufReader::with_capacity(
@@ -215,6 +276,10 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
         match a.from {
             ImportFormat::Export => stream_document(reader, now, false, each),
             ImportFormat::AppmixerMongo => stream_mongo(reader, now, each),
+            ImportFormat::Firebase => match &firebase {
+                Some(project) => read_firebase(reader, now, project, each),
+                None => Err("the project's hash parameters are missing".into()),
+            },
         }
         .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
         writer.finish()
@@ -486,6 +551,93 @@ pub fn stream_mongo<R: Read>(
         }
     }
     Ok(count)
+}
+
+/// Reads `firebase auth:export` JSON (`{"users": [...]}`): each user gets an id derived from its
+/// `localId` (the first 12 bytes of SHA-256 of `firebase:` and the localId, so importing the
+/// same export again updates the same users), keeps the localId in `metadata.firebase`, signs
+/// in with the email, and keeps its password hash with the project's parameters. A user with no
+/// password (a Google or phone sign-in) gets an unusable one: forgot-password sets one.
+fn read_firebase<R: Read>(
+    reader: R,
+    now: i64,
+    project: &FirebaseProject,
+    each: &mut dyn FnMut(usize, User) -> Result<(), String>,
+) -> Result<usize, String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let doc: Value = serde_json::from_reader(reader).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Some(list) = doc.get("users").and_then(Value::as_array) else {
+        return Err("expected {\"users\": [...]} (firebase auth:export --format=json)".into());
+    };
+    let mut seen = Seen {
+        names: Some(HashMap::new()),
+        emails: Some(HashMap::new()),
+        ..Seen::default()
+    };
+    let b64 = |v: &Value| {
+        v.as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    };
+    for (i, u) in list.iter().enumerate() {
+        let local = u["localId"].as_str().unwrap_or_default();
+        let label = format!("users[{i}] ({local:?})");
+        if local.is_empty() {
+            return Err(format!("users[{i}]: localId: missing"));
+        }
+        let email = u["email"]
+            .as_str()
+            .ok_or_else(|| format!("{label}: email: missing (users sign in here by email)"))?;
+        let digest = sha2::Sha256::digest(format!("firebase:{local}").as_bytes());
+        let id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = match (u.get("passwordHash"), u.get("salt")) {
+            (Some(h), Some(salt)) => {
+                let (h, salt) = (
+                    b64(h).ok_or_else(|| format!("{label}: passwordHash: not base64"))?,
+                    b64(salt).ok_or_else(|| format!("{label}: salt: not base64"))?,
+                );
+                crate::auth::hashes::firebase_hash(
+                    project.rounds,
+                    project.mem_cost,
+                    &salt,
+                    &project.separator,
+                    &project.signer_key,
+                    &h,
+                )
+            }
+            _ => crate::auth::hashes::UNUSABLE.to_owned(),
+        };
+        let created = match &u["createdAt"] {
+            Value::String(s) => s.parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        };
+        let mut firebase = Map::new();
+        firebase.insert("localId".into(), Value::from(local));
+        if let Some(name) = u["displayName"].as_str() {
+            firebase.insert("displayName".into(), Value::from(name));
+        }
+        let mut record = Map::new();
+        record.insert("id".into(), Value::from(id));
+        record.insert("username".into(), Value::from(email));
+        record.insert("email".into(), Value::from(email));
+        record.insert("passwordHash".into(), Value::from(hash));
+        record.insert(
+            "isActive".into(),
+            Value::from(u["emailVerified"].as_bool().unwrap_or(false)),
+        );
+        record.insert(
+            "metadata".into(),
+            serde_json::json!({ "firebase": Value::Object(firebase) }),
+        );
+        if let Some(c) = created {
+            record.insert("created".into(), Value::from(c));
+        }
+        let user = parse_record(i, Value::Object(record), now)?;
+        seen.check(i, &user)?;
+        each(i, user)?;
+    }
+    Ok(list.len())
 }
 
 /// One document of the engine's `users` collection as a record of this server's format.

@@ -374,3 +374,67 @@ fn a_mongoexport_of_the_engines_users_keeps_ids_hashes_and_the_engines_tokens() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("users[1] (\"bad\")"), "{err}");
 }
+
+/// `firebase auth:export` with Firebase's own published example user (firebase/scrypt's
+/// README: password `user1password`), imported with the project's parameters as Firebase's
+/// `auth:import` takes them.
+#[test]
+fn a_firebase_export_signs_in_with_its_passwords_and_is_upgraded_to_bcrypt() {
+    let place = Place::new();
+    let export = json!({"users": [
+        {"localId": "Zd8x5d6Xr1ZxgE2JVJk1PcC8Vq23", "email": "user1@example.com",
+         "emailVerified": true, "passwordHash":
+         "lSrfV15cpx95/sZS2W9c9Kp6i/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ==",
+         "salt": "42xEC+ixf3L2lw==", "displayName": "User One", "createdAt": "1600000000000"},
+        {"localId": "googleOnly", "email": "g@example.com", "createdAt": "1600000000001",
+         "providerUserInfo": []}
+    ]});
+    place.write("firebase.json", &export.to_string());
+    let args = [
+        "users",
+        "import",
+        "--from",
+        "firebase",
+        "firebase.json",
+        "--hash-algo",
+        "SCRYPT",
+        "--hash-key",
+        "jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA==",
+        "--salt-separator",
+        "Bw==",
+        "--rounds",
+        "8",
+        "--mem-cost",
+        "14",
+    ];
+    let out = place.ok(&args);
+    assert_eq!(out.trim(), "created 2, updated 0, skipped 0 (identical)");
+    // Again: the same ids (derived from localId), nothing new.
+    let out = place.ok(&args);
+    assert_eq!(out.trim(), "created 0, updated 0, skipped 2 (identical)");
+    let shown = place.json(&["users", "show", "user1@example.com", "--json"]);
+    assert_eq!(
+        shown["metadata"]["firebase"]["localId"],
+        "Zd8x5d6Xr1ZxgE2JVJk1PcC8Vq23"
+    );
+    assert_eq!(shown["isActive"], true);
+
+    let server = place.serve(&[]);
+    assert_eq!(
+        crate::sign_in(&server, "user1@example.com", "user1passwore").0,
+        403
+    );
+    let (status, body) = crate::sign_in(&server, "user1@example.com", "user1password");
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&place.ok(&["users", "export"])).unwrap();
+    let stored = doc["users"][0]["passwordHash"].as_str().unwrap().to_owned();
+    assert!(stored.starts_with("$2b$"), "upgraded: {stored}");
+    assert_eq!(
+        crate::sign_in(&server, "user1@example.com", "user1password").0,
+        200
+    );
+
+    // The parameters are required.
+    let out = place.run(&["users", "import", "--from", "firebase", "firebase.json"]);
+    assert_eq!(out.status.code(), Some(2));
+}
