@@ -108,6 +108,15 @@ impl AppState {
         })
     }
 
+    /// The revocation second a password change made now sets, unless
+    /// `auth.revoke_on_password_change` is off.
+    pub fn password_change_revocation(&self) -> Option<i64> {
+        self.settings
+            .auth
+            .revoke_on_password_change
+            .then(|| self.tokens.revocation_second())
+    }
+
     /// The settings with the keys stored through `/config` over them.
     pub async fn effective(
         &self,

@@ -149,11 +149,7 @@ pub async fn reset(
             return Err(e);
         }
     };
-    let revoke = state
-        .settings
-        .auth
-        .revoke_on_password_change
-        .then(|| state.tokens.revocation_second());
+    let revoke = state.password_change_revocation();
     let user = state
         .store
         .write(move |ops| {

@@ -885,7 +885,7 @@ impl<'o, 'w> Importer<'o, 'w> {
                 crate::outbox::user_created(self.ops, self.webhooks, &u).map_err(at)?;
                 self.report.created += 1;
             }
-            Some(stored) if same_record(&stored, &u) => self.report.skipped += 1,
+            Some(stored) if stored.same_record(&u) => self.report.skipped += 1,
             Some(_) => {
                 self.ops.replace_user(&u).map_err(at)?;
                 self.report.updated += 1;
@@ -918,22 +918,6 @@ fn id_bytes(id: &UserId) -> [u8; 12] {
         *byte = digit(hex[2 * i]) << 4 | digit(hex[2 * i + 1]);
     }
     out
-}
-
-/// Every stored field equal (metadata objects by content, not key order).
-fn same_record(a: &User, b: &User) -> bool {
-    a.id == b.id
-        && a.username == b.username
-        && a.email == b.email
-        && a.password_hash == b.password_hash
-        && a.is_active == b.is_active
-        && a.scope == b.scope
-        && a.plan == b.plan
-        && a.vendor == b.vendor
-        && a.metadata == b.metadata
-        && a.created == b.created
-        && a.mtime == b.mtime
-        && a.tokens_since == b.tokens_since
 }
 
 #[cfg(test)]

@@ -102,6 +102,28 @@ impl User {
         }
     }
 
+    /// The same profile: every field a person or a settings file gives (not the id, the
+    /// dates or the revocation second).
+    pub fn same_profile(&self, other: &User) -> bool {
+        self.username == other.username
+            && self.email == other.email
+            && self.password_hash == other.password_hash
+            && self.is_active == other.is_active
+            && self.scope == other.scope
+            && self.plan == other.plan
+            && self.vendor == other.vendor
+            && self.metadata == other.metadata
+    }
+
+    /// Every stored field equal (metadata objects by content, not key order).
+    pub fn same_record(&self, other: &User) -> bool {
+        self.id == other.id
+            && self.same_profile(other)
+            && self.created == other.created
+            && self.mtime == other.mtime
+            && self.tokens_since == other.tokens_since
+    }
+
     pub fn public(&self) -> PublicUser<'_> {
         PublicUser {
             id: self.id.as_str(),

@@ -280,11 +280,7 @@ async fn set_password(
     password: Password,
 ) -> Result<HttpResponse, ApiError> {
     let hash = state.hasher.hash(password).await?;
-    let revoke = state
-        .settings
-        .auth
-        .revoke_on_password_change
-        .then(|| state.tokens.revocation_second());
+    let revoke = state.password_change_revocation();
     let user = state
         .store
         .write(move |ops| {

@@ -139,6 +139,21 @@ impl Conn<'_> {
             .map_err(classify)
     }
 
+    /// The user of a code good at `now`, by `sql` (`?1` the hash, `?2` now, one `user_id`).
+    fn code_user(
+        &self,
+        sql: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        let id: Option<String> = self
+            .0
+            .prepare_cached(sql)?
+            .query_row(params![code_hash, now], |r| r.get(0))
+            .optional()?;
+        Ok(id.and_then(|id| UserId::parse(&id).ok()))
+    }
+
     fn change(&self, sql: &str, args: impl rusqlite::Params) -> Result<usize, StoreError> {
         self.0
             .prepare_cached(sql)
@@ -400,25 +415,19 @@ impl Ops for Conn<'_> {
     }
 
     fn reset_code_peek(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
-        let id: Option<String> = self
-            .0
-            .prepare_cached(
-                "SELECT user_id FROM reset_codes WHERE code_hash = ?1 AND expires > ?2",
-            )?
-            .query_row(params![code_hash, now], |r| r.get(0))
-            .optional()?;
-        Ok(id.and_then(|id| UserId::parse(&id).ok()))
+        self.code_user(
+            "SELECT user_id FROM reset_codes WHERE code_hash = ?1 AND expires > ?2",
+            code_hash,
+            now,
+        )
     }
 
     fn reset_code_take(&mut self, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
-        let id: Option<String> = self
-            .0
-            .prepare_cached(
-                "DELETE FROM reset_codes WHERE code_hash = ?1 AND expires > ?2 RETURNING user_id",
-            )?
-            .query_row(params![code_hash, now], |r| r.get(0))
-            .optional()?;
-        Ok(id.and_then(|id| UserId::parse(&id).ok()))
+        self.code_user(
+            "DELETE FROM reset_codes WHERE code_hash = ?1 AND expires > ?2 RETURNING user_id",
+            code_hash,
+            now,
+        )
     }
 
     fn outbox_add(&mut self, m: &Message) -> Result<(), StoreError> {
