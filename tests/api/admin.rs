@@ -19,12 +19,7 @@ pub fn admin_fixture() -> FixtureUser {
 /// A server with one fixture admin; returns it and the admin's token.
 pub async fn admin_app() -> (TestApp, String) {
     let app = spawn_with(|s| s.users = vec![admin_fixture()]).await;
-    let res = app
-        .sign_in(&json!({"username": "root", "password": "root-password"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    let token = body["token"].as_str().unwrap().to_owned();
+    let token = app.token("root", "root-password").await;
     (app, token)
 }
 
@@ -299,16 +294,10 @@ async fn admins_reset_passwords_and_users_change_their_own() {
         403,
     )
     .await;
-    let res = app
-        .sign_in(&json!({"username": "fay", "password": "reset-pw"}))
-        .await;
-    assert_eq!(res.status(), 200);
+    let fresh = app.token("fay", "reset-pw").await;
     // The reset refused fay's earlier token (revocation.rs); the new one is used below.
     assert_eq!(app.get_with_token("/user", &token).await.status(), 401);
-    let token = res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = fresh;
     let res = send(
         &app,
         reqwest::Method::POST,

@@ -10,12 +10,26 @@ fn command(dir: &std::path::Path) -> Command {
     command_in(dir, &[])
 }
 
-fn get_json(url: &str) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` to the end on a runtime of its own (these tests are not async: they drive a
+/// process).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+        .block_on(f)
+}
+
+/// Stops the server hard and answers everything it logged.
+fn log_when_stopped(server: &mut crate::process::Server) -> String {
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    server.log()
+}
+
+fn get_json(url: &str) -> Value {
+    block_on(async {
         client()
             .get(url)
             .send()
@@ -183,11 +197,7 @@ fn request_logs_carry_method_path_status_and_never_secrets() {
     cmd.args(["--port", "0"]).env("RUST_LOG", "trace");
     let mut server = launch(cmd);
     let password = "Pa55word-in-the-clear";
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let token = rt.block_on(async {
+    let token = block_on(async {
         let c = client();
         let res: Value = c
             .post(format!("{}/user", server.url))
@@ -211,10 +221,7 @@ fn request_logs_carry_method_path_status_and_never_secrets() {
             .unwrap();
         token
     });
-    let _ = server.child.kill();
-    let _ = server.child.wait();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = server.log();
+    let out = log_when_stopped(&mut server);
     assert!(out.contains("POST /user/auth 200"), "{out}");
     assert!(out.contains("GET /user 200"), "{out}");
     assert!(!out.contains(password), "password in the log");
@@ -268,11 +275,7 @@ fn sighup_reloads_the_tls_certificate_of_a_running_server() {
         .env("APPMIXER_SERVER__TLS__KEY", &tls.key);
     let mut server = launch(cmd);
     assert!(server.url.starts_with("https://"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let url = server.url.clone();
         assert_eq!(
             crate::tls::get_root(&mut crate::tls::connect(&url, &old_pem).await.unwrap())
@@ -312,11 +315,7 @@ fn the_fixture_api_flag_turns_the_routes_on() {
     let mut cmd = command(dir.path());
     cmd.args(["--port", "0", "--db", ":memory:", "--fixture-api"]);
     let server = launch(cmd);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = rt.block_on(async {
+    let status = block_on(async {
         client()
             .post(format!("{}/_fixtures/clock", server.url))
             .json(&json!({"reset": true}))
@@ -408,11 +407,7 @@ fn a_forgot_password_flow_leaves_no_code_or_password_in_the_log() {
         );
     let mut server = launch(cmd);
     let new_password = "N3w-secret-in-the-clear";
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let code = rt.block_on(async {
+    let code = block_on(async {
         let c = client();
         let url = &server.url;
         let post = |path: &str, body: Value| c.post(format!("{url}{path}")).json(&body).send();
@@ -445,10 +440,7 @@ fn a_forgot_password_flow_leaves_no_code_or_password_in_the_log() {
         assert_eq!(res.status(), 200);
         code
     });
-    let _ = server.child.kill();
-    let _ = server.child.wait();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = server.log();
+    let out = log_when_stopped(&mut server);
     assert!(out.contains("POST /user/forgot-password 200"), "{out}");
     assert!(
         out.contains("attempt 1 failed"),

@@ -64,15 +64,7 @@ async fn restarting_brings_fixture_users_back_to_what_the_file_says() {
     assert_eq!(res.status(), 200);
     // The change refused the earlier token (revocation.rs); a token from after it is kept.
     let before = token;
-    let token = app
-        .sign_in(&json!({"username": "gus", "password": "changed-pw"}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.token("gus", "changed-pw").await;
     let dir = app.stop().await;
 
     // The file now says gus is on plan "pro"; the password goes back to the declared one.

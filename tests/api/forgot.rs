@@ -143,15 +143,7 @@ async fn the_mail_goes_through_a_real_smtp_server_with_the_configured_subject_an
         s.smtp.from = Some("Auth <no-reply@example.com>".into());
     })
     .await;
-    let admin = app
-        .sign_in(&json!({"username": "root", "password": "root-password"}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("root", "root-password").await;
     for (key, value) in [
         ("FORGOT_PASSWORD_MAIL_SUBJECT", "Your reset"),
         (

@@ -144,6 +144,16 @@ impl TestApp {
         )
     }
 
+    /// Signs in by username (200 asserted) and returns the token.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let res = self
+            .sign_in(&json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(res.status(), 200, "sign-in of {username}");
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn sign_in(&self, body: &Value) -> reqwest::Response {
         self.post_json("/user/auth", body).await
     }

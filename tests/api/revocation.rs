@@ -4,18 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::admin::{ADMIN_ID, admin_app, admin_fixture, send};
-use crate::helpers::{TestApp, boom, spawn_with};
-
-async fn sign_in(app: &TestApp, username: &str, password: &str) -> String {
-    let res = app
-        .sign_in(&json!({"username": username, "password": password}))
-        .await;
-    assert_eq!(res.status(), 200, "sign-in of {username}");
-    res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::helpers::{boom, spawn_with};
 
 async fn revoked(res: reqwest::Response) {
     assert_eq!(boom(res, 401).await["message"], "Token revoked");
@@ -24,8 +13,8 @@ async fn revoked(res: reqwest::Response) {
 #[tokio::test]
 async fn a_password_change_refuses_earlier_tokens_on_every_route_and_a_new_sign_in_works_at_once() {
     let (app, _) = admin_app().await;
-    let old = sign_in(&app, "root", "root-password").await;
-    let other_old = sign_in(&app, "root", "root-password").await;
+    let old = app.token("root", "root-password").await;
+    let other_old = app.token("root", "root-password").await;
     let res = send(
         &app,
         reqwest::Method::POST,
@@ -36,7 +25,7 @@ async fn a_password_change_refuses_earlier_tokens_on_every_route_and_a_new_sign_
     .await;
     assert_eq!(res.status(), 200);
     // Right away, in the same second: the new password signs in, and that token works.
-    let new = sign_in(&app, "root", "new-password-1").await;
+    let new = app.token("root", "new-password-1").await;
     assert_eq!(app.get_with_token("/user", &new).await.status(), 200);
     let id = ADMIN_ID;
     let routes: Vec<(reqwest::Method, String, Option<Value>)> = vec![
@@ -106,8 +95,8 @@ async fn an_admin_reset_and_sign_out_everywhere_revoke_too() {
     revoked(app.get_with_token("/user", &token).await).await;
 
     // Sign out everywhere, with the user's own token: that token goes too.
-    let a = sign_in(&app, "bob", "secret-2").await;
-    let b = sign_in(&app, "bob", "secret-2").await;
+    let a = app.token("bob", "secret-2").await;
+    let b = app.token("bob", "secret-2").await;
     let res = send(
         &app,
         reqwest::Method::POST,
@@ -123,7 +112,7 @@ async fn an_admin_reset_and_sign_out_everywhere_revoke_too() {
     revoked(app.get_with_token("/user", &b).await).await;
 
     // By an admin.
-    let c = sign_in(&app, "bob", "secret-2").await;
+    let c = app.token("bob", "secret-2").await;
     assert_eq!(app.get_with_token("/user", &c).await.status(), 200);
     let res = send(
         &app,
@@ -145,7 +134,7 @@ async fn an_admin_reset_and_sign_out_everywhere_revoke_too() {
     .await;
     assert_eq!(res.status(), 404);
     // Not an admin's to do for others.
-    let d = sign_in(&app, "bob", "secret-2").await;
+    let d = app.token("bob", "secret-2").await;
     let res = send(
         &app,
         reqwest::Method::POST,
@@ -164,7 +153,7 @@ async fn the_automatic_rule_can_be_turned_off() {
         s.auth.revoke_on_password_change = false;
     })
     .await;
-    let old = sign_in(&app, "root", "root-password").await;
+    let old = app.token("root", "root-password").await;
     let res = send(
         &app,
         reqwest::Method::POST,
@@ -209,7 +198,7 @@ async fn a_sign_in_in_flight_across_a_password_change_gets_no_lasting_token() {
         ];
     })
     .await;
-    let admin = sign_in(&app, "root", "root-password").await;
+    let admin = app.token("root", "root-password").await;
     let signing_in = {
         let (client, url) = (app.client.clone(), app.url.clone());
         tokio::spawn(async move {
@@ -252,7 +241,7 @@ async fn a_password_change_or_sign_out_everywhere_cancels_a_pending_reset_code()
         s.fixtures.api = true;
     })
     .await;
-    let admin = sign_in(&app, "root", "root-password").await;
+    let admin = app.token("root", "root-password").await;
     let (_, token) = app.new_user("ivy", "secret-1").await;
     let code = || async {
         app.post_json(
@@ -302,7 +291,7 @@ async fn a_password_change_or_sign_out_everywhere_cancels_a_pending_reset_code()
     .await;
     assert_eq!(res.status(), 200);
     // (That was the admin's own sign-out; ivy's code still stands.)
-    let admin = sign_in(app, "root", "root-password").await;
+    let admin = app.token("root", "root-password").await;
     let ivy = app
         .sign_in(&json!({"username": "ivy", "password": "secret-2"}))
         .await

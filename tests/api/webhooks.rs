@@ -213,15 +213,7 @@ async fn config_keys_round_trip_win_over_the_file_and_survive_a_restart() {
         file_hook.wait_for(1, Duration::from_secs(10)).await.len(),
         1
     );
-    let admin = {
-        let res = app
-            .sign_in(&json!({"username": "root", "password": "root-password"}))
-            .await;
-        res.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let admin = app.token("root", "root-password").await;
     let post = |body: Value| {
         send(
             &app,
@@ -294,15 +286,7 @@ async fn config_keys_round_trip_win_over_the_file_and_survive_a_restart() {
     let mut settings = crate::helpers::test_settings(&dir);
     settings_change(&mut settings);
     let app = crate::helpers::start(settings, dir);
-    let admin = app
-        .sign_in(&json!({"username": "root", "password": "root-password"}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("root", "root-password").await;
     let listed: Value = send(&app, reqwest::Method::GET, "/config", Some(&admin), None)
         .await
         .json()
