@@ -358,6 +358,15 @@ struct Seen {
 }
 
 impl Seen {
+    /// Ids only (`whole` false), or ids, usernames and emails.
+    fn new(whole: bool) -> Self {
+        Self {
+            names: whole.then(HashMap::new),
+            emails: whole.then(HashMap::new),
+            ..Self::default()
+        }
+    }
+
     fn check(&mut self, i: usize, user: &User) -> Result<(), String> {
         use std::hash::{BuildHasher, Hasher};
         // Fixed keys: the same text gives the same hash within one run.
@@ -477,11 +486,7 @@ pub fn stream_document<R: Read>(
     let mut doc = Doc {
         now,
         each,
-        seen: Seen {
-            names: whole.then(HashMap::new),
-            emails: whole.then(HashMap::new),
-            ..Seen::default()
-        },
+        seen: Seen::new(whole),
         count: 0,
         failure: None,
     };
@@ -522,11 +527,7 @@ pub fn stream_mongo<R: Read>(
             }
         }
     };
-    let mut seen = Seen {
-        names: Some(HashMap::new()),
-        emails: Some(HashMap::new()),
-        ..Seen::default()
-    };
+    let mut seen = Seen::new(true);
     let mut count = 0;
     let mut one = |value: Value| -> Result<(), String> {
         let record = mongo_record(count, value)?;
@@ -570,11 +571,7 @@ fn read_firebase<R: Read>(
     let Some(list) = doc.get("users").and_then(Value::as_array) else {
         return Err("expected {\"users\": [...]} (firebase auth:export --format=json)".into());
     };
-    let mut seen = Seen {
-        names: Some(HashMap::new()),
-        emails: Some(HashMap::new()),
-        ..Seen::default()
-    };
+    let mut seen = Seen::new(true);
     let b64 = |v: &Value| {
         v.as_str()
             .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
