@@ -212,23 +212,106 @@ impl Default for ServerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// SQLite file, created (mode 0600) if missing. `:memory:` keeps everything in memory.
+    /// Not used when `url` is set.
     pub path: String,
-    /// Most pooled connections to the file.
+    /// `postgres://user:password@host:port/dbname?sslmode=require`: PostgreSQL instead of the
+    /// SQLite file, so several replicas can share one database. Its password is never shown.
+    pub url: Option<DatabaseUrl>,
+    /// Most pooled connections (to the file, or to PostgreSQL per process).
     pub pool_size: u32,
+    /// PostgreSQL: how long to wait for a connection (a new one, or a free one from the pool)
+    /// before a request is answered 503.
+    pub connect_timeout: Timespan,
+    /// PostgreSQL: the longest one statement may run before it is cancelled (answered 503).
+    pub statement_timeout: Timespan,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             path: "appmixer.db".into(),
+            url: None,
             pool_size: 8,
+            connect_timeout: Timespan(5),
+            statement_timeout: Timespan(10),
         }
     }
 }
 
 impl DatabaseSettings {
     pub fn is_memory(&self) -> bool {
-        self.path == ":memory:"
+        self.url.is_none() && self.path == ":memory:"
+    }
+
+    /// The PostgreSQL URL, when the database is PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.url.as_ref().map(DatabaseUrl::expose)
+    }
+
+    /// Whether the database is a local SQLite file (which commands may check for and copy).
+    pub fn is_file(&self) -> bool {
+        self.url.is_none() && !self.is_memory()
+    }
+
+    /// The database as people are told about it: the file, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match &self.url {
+            Some(url) => url.to_string(),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// A database URL: its password is left out of `Debug`, `Display` and `Serialize` (the
+/// `config` command, logs).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    /// `scheme://user:[redacted]@host…`; the rest as written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return f.write_str("[redacted]");
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => match rest[..at].find(':') {
+                Some(colon) => write!(
+                    f,
+                    "{}{}:[redacted]{}",
+                    &url[..scheme_end],
+                    &rest[..colon],
+                    &rest[at..]
+                ),
+                None => f.write_str(url),
+            },
+            None => f.write_str(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -492,9 +575,23 @@ impl Settings {
 
     /// Loads and validates the settings; the error names the offending key.
     pub fn load(file: &ConfigFile, overrides: &Overrides) -> Result<Settings, String> {
-        let mut settings: Settings = Self::figment(file, overrides)?
+        let figment = Self::figment(file, overrides)?;
+        let mut settings: Settings = figment
             .extract()
             .map_err(|e| format!("invalid settings: {}", describe_figment_error(e, file)))?;
+        // A SQLite file and a PostgreSQL URL both named: which one was meant cannot be told.
+        let path_named = overrides.db.is_some()
+            || figment
+                .find_metadata("database.path")
+                .is_some_and(|md| {
+                    matches!(md.source, Some(figment::Source::File(_)))
+                        || md.name.contains("nvironment")
+                });
+        if settings.database.url.is_some() && path_named {
+            return Err(
+                "both database.path (SQLite) and database.url (PostgreSQL) are set; set one".into(),
+            );
+        }
         // Naming where to serve the metrics is asking for them.
         if settings.metrics.listen.is_some() {
             settings.metrics.enabled = true;
@@ -510,6 +607,17 @@ impl Settings {
         }
         if self.database.path.trim().is_empty() {
             return Err("database.path must not be empty".into());
+        }
+        if let Some(url) = self.database.postgres_url()
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(
+                "database.url must be a postgres:// (or postgresql://) URL; for SQLite set database.path"
+                    .into(),
+            );
+        }
+        if self.database.connect_timeout.0 == 0 {
+            return Err("database.connect_timeout must be at least 1 second".into());
         }
         if self.database.pool_size == 0 {
             return Err("database.pool_size must be at least 1".into());

@@ -33,7 +33,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {host}:{}", settings.server.port))?;
         let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
-        let state = web::Data::new(AppState::new(settings)?);
+        // Opening the database blocks (and PostgreSQL's client may not block on a runtime).
+        let state = web::Data::new(crate::db::Store::off_runtime(|| AppState::new(settings))??);
         let data = state.clone();
         let server = HttpServer::new(move || {
             App::new()

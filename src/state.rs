@@ -1,11 +1,10 @@
 //! What every request can reach: the store, keys, hashing, limits, metrics. Built once from
 //! the settings by `startup`, below every route.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::limiter::Limiter;
+use crate::auth::limits::Limits;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::db::Store;
@@ -27,7 +26,7 @@ pub struct AppState {
     /// Where people reach this server (`server.public_url`, else the listener's address,
     /// known once it is bound).
     pub public_url: std::sync::OnceLock<String>,
-    pub limiter: Limiter,
+    pub limiter: Limits,
     pub trusted_proxies: crate::net::TrustedProxies,
     /// The certificate in use when `server.tls` is set.
     pub tls: Option<Arc<ReloadableCert>>,
@@ -68,17 +67,20 @@ impl AppState {
                 settings.auth.bcrypt_cost
             );
         }
+        // In memory, or in the database when replicas share it.
+        let limiter = Limits::new(
+            &store,
+            settings.auth.max_failed_attempts,
+            Duration::from_secs(settings.auth.lockout_window.0),
+        )?;
         Ok(Self {
             store,
             tokens,
             hasher,
-            deletions: DeleteTickets::default(),
+            deletions: DeleteTickets::new(&secret),
             outbox_wake: Arc::default(),
             public_url: std::sync::OnceLock::new(),
-            limiter: Limiter::new(
-                settings.auth.max_failed_attempts,
-                Duration::from_secs(settings.auth.lockout_window.0),
-            ),
+            limiter,
             trusted_proxies: crate::net::TrustedProxies::parse(
                 &settings.server.trusted_proxies,
                 &settings.server.forwarded_header,
@@ -149,26 +151,56 @@ impl AppState {
     }
 }
 
-/// The tickets `DELETE /users/{id}` gave, so `GET /users/{id}/delete-status/{ticket}` can
-/// answer for them; the newest 10 000 are kept.
-#[derive(Debug, Default)]
-pub struct DeleteTickets(Mutex<VecDeque<(String, UserId)>>);
+/// The tickets `DELETE /users/{id}` gives, so `GET /users/{id}/delete-status/{ticket}` can
+/// answer for them. A ticket is a UUID made of 64 random bits and 64 bits of an HMAC (under
+/// the token secret) of those and the user's id: any replica with the same secret knows it,
+/// and nothing is kept.
+pub struct DeleteTickets(crate::domain::Secret);
 
-const TICKETS_KEPT: usize = 10_000;
+impl std::fmt::Debug for DeleteTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeleteTickets")
+    }
+}
 
 impl DeleteTickets {
+    pub fn new(secret: &str) -> Self {
+        Self(crate::domain::Secret::new(secret))
+    }
+
+    fn mac(&self, nonce: &[u8; 8], user: &UserId) -> [u8; 8] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(self.0.expose().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"delete-ticket\0");
+        mac.update(nonce);
+        mac.update(user.as_str().as_bytes());
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&mac.finalize().into_bytes()[..8]);
+        out
+    }
+
     pub fn record(&self, user: UserId) -> String {
-        let ticket = uuid::Uuid::new_v4().to_string();
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= TICKETS_KEPT {
-            q.pop_front();
-        }
-        q.push_back((ticket.clone(), user));
-        ticket
+        let nonce: [u8; 8] = rand::random();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&nonce);
+        bytes[8..].copy_from_slice(&self.mac(&nonce, &user));
+        uuid::Uuid::from_bytes(bytes).to_string()
     }
 
     pub fn knows(&self, ticket: &str, user: &UserId) -> bool {
-        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().any(|(t, u)| t == ticket && u == user)
+        let Ok(uuid) = uuid::Uuid::parse_str(ticket) else {
+            return false;
+        };
+        let bytes = uuid.as_bytes();
+        let mut nonce = [0u8; 8];
+        nonce.copy_from_slice(&bytes[..8]);
+        let expected = self.mac(&nonce, user);
+        // Compared without an early exit.
+        expected
+            .iter()
+            .zip(&bytes[8..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }

@@ -112,6 +112,24 @@ impl TestServerBuilder {
     }
 }
 
+/// The PostgreSQL server the suites run against instead of SQLite: `TEST_POSTGRES_URL`
+/// (`./test.sh` runs the API and command suites a second time with it set). Every
+/// [`TestServer`] then gets a schema of its own there.
+pub fn postgres_under_test() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A database URL for one test's own empty tenant on [`postgres_under_test`].
+pub fn fresh_postgres_url() -> Option<String> {
+    let url = postgres_under_test()?;
+    Some(
+        crate::db::new_postgres_schema(&url)
+            .unwrap_or_else(|e| panic!("TEST_POSTGRES_URL {url}: {e:#}")),
+    )
+}
+
 /// A running server; dropping it stops the server and frees its memory.
 pub struct TestServer {
     url: String,
@@ -128,6 +146,10 @@ impl TestServer {
         s.server.port = 0;
         s.server.workers = 2;
         s.database.path = ":memory:".into();
+        if let Some(url) = fresh_postgres_url() {
+            s.database.url = Some(crate::settings::DatabaseUrl::new(url));
+            s.database.pool_size = 4;
+        }
         s.auth.bcrypt_cost = 4;
         s.auth.max_failed_attempts = 0;
         let secret: [u8; 32] = rand::random();
@@ -171,10 +193,8 @@ impl TestServer {
 
     /// A valid token for a stored user, found by username, email or id.
     pub fn token_for(&self, who: &str) -> anyhow::Result<String> {
-        let user = self
-            .state
-            .store
-            .read_blocking(|ops| ops.find_by_any(who))?
+        let store = &self.state.store;
+        let user = Store::off_runtime(|| store.read_blocking(|ops| ops.find_by_any(who)))??
             .ok_or_else(|| anyhow::anyhow!("no user {who:?}"))?;
         self.state
             .tokens
@@ -183,10 +203,10 @@ impl TestServer {
 
     /// How many users are stored.
     pub fn user_count(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .state
-            .store
-            .read_blocking(|ops| ops.count_users(&users::ListQuery::default()))?)
+        let store = &self.state.store;
+        Ok(Store::off_runtime(|| {
+            store.read_blocking(|ops| ops.count_users(&users::ListQuery::default()))
+        })??)
     }
 
     /// The store, for assertions a test cannot make over HTTP.

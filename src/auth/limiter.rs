@@ -33,6 +33,11 @@ struct NameKey(u128);
 pub struct AddressKey(IpAddr);
 
 impl AddressKey {
+    /// The address or network counted.
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+
     pub fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Self(IpAddr::V4(v4)),

@@ -4,6 +4,7 @@
 pub mod extractor;
 pub mod hashes;
 pub mod limiter;
+pub mod limits;
 pub mod password;
 pub mod reset;
 pub mod sign_in;

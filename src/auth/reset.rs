@@ -55,9 +55,10 @@ pub async fn forgot(
     let client = state
         .limiter
         .begin(&[], 1, address)
+        .await?
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     drop(client);
-    match state.limiter.begin(&[&name], 1, None) {
+    match state.limiter.begin(&[&name], 1, None).await? {
         Ok(asked) => drop(asked),
         Err(_) => {
             log::info!("password resets of one address are over the limit; this one is not sent");
@@ -128,6 +129,7 @@ pub async fn reset(
     let attempt = state
         .limiter
         .begin(&[], 1, address)
+        .await?
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let hash = code_hash(code);
     let now = now_ms(state);
@@ -145,7 +147,7 @@ pub async fn reset(
     let new_hash = match state.hasher.hash(password).await {
         Ok(h) => h,
         Err(e) => {
-            state.limiter.abandon(attempt);
+            state.limiter.abandon(attempt).await;
             return Err(e);
         }
     };
@@ -165,13 +167,13 @@ pub async fn reset(
         drop(attempt);
         return Err(ApiError::BadRequest(INVALID_CODE.into()));
     };
-    state.limiter.succeeded(attempt, &[], &[]);
+    state.limiter.succeeded(attempt, &[], &[]).await;
     let id_name = format!("id:{}", user.id);
     state.limiter.forgive(&[
         &username_name(&user.username),
         &email_name(&user.email),
         &id_name,
-    ]);
+    ]).await;
     log::info!("user {} reset the password with a code", user.id);
     Ok(())
 }

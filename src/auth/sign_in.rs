@@ -90,6 +90,7 @@ pub async fn sign_in(
     let attempt = state
         .limiter
         .begin(&names, guesses, address)
+        .await?
         .map_err(|retry_after| {
             state.count_sign_in(Outcome::RateLimited.label());
             ApiError::TooManyRequests { retry_after }
@@ -111,7 +112,7 @@ pub async fn sign_in(
     let mut candidates = match found {
         Ok(c) => c,
         Err(e) => {
-            state.limiter.abandon(attempt);
+            state.limiter.abandon(attempt).await;
             return Err(e.into());
         }
     };
@@ -124,7 +125,7 @@ pub async fn sign_in(
         Ok(m) => m,
         // The hash queue was full: no password was checked, so nothing counts as a guess.
         Err(e) => {
-            state.limiter.abandon(attempt);
+            state.limiter.abandon(attempt).await;
             return Err(e);
         }
     };
@@ -161,7 +162,7 @@ pub async fn sign_in(
             return Err(ApiError::Forbidden(INVALID_CREDENTIALS.into()));
         }
         Err(e) => {
-            state.limiter.abandon(attempt);
+            state.limiter.abandon(attempt).await;
             return Err(e.into());
         }
     };
@@ -169,12 +170,12 @@ pub async fn sign_in(
     // clock; a token issued now would be refused at once, so ask to come back instead.
     let ahead = user.tokens_since - state.tokens.clock.now() as i64;
     if ahead >= crate::auth::token::TIME_TOLERANCE_SECS as i64 {
-        state.limiter.abandon(attempt);
+        state.limiter.abandon(attempt).await;
         return Err(ApiError::ServiceUnavailable(
             "The account was just signed out everywhere; try again in a few seconds".into(),
         ));
     }
-    state.limiter.succeeded(attempt, &names, &checked);
+    state.limiter.succeeded(attempt, &names, &checked).await;
     state.count_sign_in(Outcome::Success.label());
     let user = upgrade(state, user, offered).await;
     let token = state
@@ -232,6 +233,7 @@ pub async fn check_current_password(
     let attempt = state
         .limiter
         .begin(&[&name], 1, address)
+        .await?
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     match state
         .hasher
@@ -241,12 +243,12 @@ pub async fn check_current_password(
         Ok(ok) if ok.first() == Some(&true) => {
             state
                 .limiter
-                .succeeded(attempt, &[&name], &[Checked::Matched]);
+                .succeeded(attempt, &[&name], &[Checked::Matched]).await;
             Ok(())
         }
         Ok(_) => Err(ApiError::Forbidden("Old password is incorrect".into())),
         Err(e) => {
-            state.limiter.abandon(attempt);
+            state.limiter.abandon(attempt).await;
             Err(e)
         }
     }

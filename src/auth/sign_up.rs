@@ -71,7 +71,7 @@ pub async fn sign_up(
     }
     // "Username already taken" tells a client something: such answers count against its
     // address like failed sign-ins, so names cannot be harvested at thousands a second.
-    if let Some(retry_after) = state.limiter.address_locked(address) {
+    if let Some(retry_after) = state.limiter.address_locked(address).await? {
         return Err(ApiError::TooManyRequests { retry_after });
     }
     let NewUser {
@@ -107,7 +107,7 @@ pub async fn sign_up(
         .read(move |ops| ops.taken(u.as_str(), e.as_str()))
         .await?
     {
-        state.limiter.charge_address(address);
+        state.limiter.charge_address(address).await;
         return Err(StoreError::Taken(taken).into());
     }
     let hash = state.hasher.hash(password).await?;
@@ -127,19 +127,18 @@ pub async fn sign_up(
         ..defaults
     };
     let webhooks = state.settings.webhooks.clone();
-    let (user, queued) = state
+    let created = state
         .store
         .write(move |ops| {
             ops.insert_user(&user)?;
             let queued = crate::outbox::user_created(ops, &webhooks, &user)?;
             Ok::<_, StoreError>((user, queued))
         })
-        .await
-        .inspect_err(|e| {
-            if matches!(e, StoreError::Taken(_)) {
-                state.limiter.charge_address(address);
-            }
-        })?;
+        .await;
+    if let Err(StoreError::Taken(_)) = &created {
+        state.limiter.charge_address(address).await;
+    }
+    let (user, queued) = created?;
     if queued {
         state.outbox_wake.notify_one();
     }

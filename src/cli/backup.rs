@@ -19,6 +19,13 @@ pub struct BackupArgs {
 }
 
 pub fn run(settings: &Settings, a: BackupArgs, out: &mut dyn Write) -> CliResult {
+    if settings.database.postgres_url().is_some() {
+        return Err(CliError::failure(
+            "the database is PostgreSQL (database.url): back it up with pg_dump, e.g. \
+             `pg_dump --format=custom --file=appmixer.dump \"$URL\"`, or with the server's own \
+             base backups and WAL archiving; `backup` copies SQLite files only",
+        ));
+    }
     if settings.database.is_memory() {
         return Err(CliError::usage(
             "nothing to back up: the database is in memory (:memory: or --ephemeral)",

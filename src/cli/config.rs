@@ -51,7 +51,7 @@ const OVERRIDDEN: &[(&str, &str)] = &[
 
 fn stored_keys(settings: &Settings) -> CliResult<Vec<(String, String)>> {
     // `config` reads; it never creates a database.
-    if !settings.database.is_memory() && !std::path::Path::new(&settings.database.path).exists() {
+    if settings.database.is_file() && !std::path::Path::new(&settings.database.path).exists() {
         return Ok(Vec::new());
     }
     let store = super::connect_existing(settings)?;

@@ -116,7 +116,7 @@ pub fn connect(settings: &Settings) -> CliResult<Store> {
 /// not exist is an error (a mistyped `--db` would otherwise create an empty one).
 pub fn connect_existing(settings: &Settings) -> CliResult<Store> {
     let path = &settings.database.path;
-    if !settings.database.is_memory() && !std::path::Path::new(path).exists() {
+    if settings.database.is_file() && !std::path::Path::new(path).exists() {
         return Err(CliError::failure(format!(
             "no database at {path} (the server, `users add`, `users import` or `users reset` \
              creates it; users declared in the settings file are stored by the server at start \

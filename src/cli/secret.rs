@@ -25,7 +25,7 @@ pub fn run(settings: &Settings, a: RotateArgs, out: &mut dyn Write) -> CliResult
     let rotated = rotate(settings, &store).map_err(|e| CliError::failure(format!("{e:#}")))?;
     let place = match rotated {
         Rotated::File(path) => format!("auth.jwt_secret_file {}", path.display()),
-        Rotated::Database => format!("the database {}", settings.database.path),
+        Rotated::Database => format!("the database {}", settings.database.shown()),
     };
     writeln!(
         out,

@@ -4,14 +4,17 @@
 //! closure over [`Ops`] (the operations one connection or transaction offers) on a [`Backend`].
 //! A backend is a trait object rather than an enum so that a second one (PostgreSQL) is one new
 //! module implementing two traits, with no match to extend anywhere else; the indirect call
-//! costs nanoseconds next to a query. The only backend today is SQLite ([`sqlite`]), and what
-//! makes it fast (a read on the calling worker when a connection is free, the commit counter
-//! and wal-index watch behind the `GET /user` memory) stays inside it.
+//! costs nanoseconds next to a query. SQLite ([`sqlite`]) is the default, and what makes it
+//! fast (a read on the calling worker when a connection is free, the commit counter and
+//! wal-index watch behind the `GET /user` memory) stays inside it. PostgreSQL ([`postgres`],
+//! `database.url`) serves several replicas of the server on one database; it also keeps the
+//! brute-force counters ([`Counters`]) that replicas share.
 //!
 //! Errors are the store's own ([`StoreError`]); `crate::error` turns them into HTTP answers.
 
 pub mod memory;
 pub mod outbox;
+mod postgres;
 mod sqlite;
 pub mod users;
 
@@ -182,6 +185,13 @@ pub trait Ops {
     fn outbox_prune(&mut self, before: i64) -> Result<usize, StoreError>;
     /// The earliest time a pending message is due, if any is.
     fn outbox_next_due(&mut self) -> Result<Option<i64>, StoreError>;
+
+    /// Makes the rest of this transaction wait for any other process doing the same (the
+    /// declared users, applied by replicas starting at once). SQLite's write transactions
+    /// already take the one write lock: nothing more to do there.
+    fn lock_exclusive(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl dyn Ops + '_ {
@@ -258,6 +268,59 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn version(&self) -> Option<memory::Version> {
         None
     }
+    /// Failure counters shared with every other process on this database; `None` when the
+    /// server is the only one (then they are kept in memory).
+    fn counters(&self) -> Option<&dyn Counters> {
+        None
+    }
+}
+
+/// What a brute-force counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CounterKind {
+    Name = 0,
+    Address = 1,
+}
+
+/// One counter: a name (as a keyed hash) or an address, in 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    pub kind: CounterKind,
+    pub bytes: [u8; 16],
+}
+
+/// Most counters of each kind kept in the database (as many as the in-memory tables keep).
+pub const COUNTERS_KEPT: usize = 65_536;
+
+/// Brute-force counters every replica sees. Times are milliseconds since the epoch (replicas
+/// share a clock through NTP, as token expiry already needs); a counter's window began at its
+/// `since`, and it is locked while it holds at least `max` failures in its window.
+pub trait Counters: Send + Sync {
+    /// Charges each `(key, n)`, all or nothing: with `check`, nothing is charged when any of
+    /// them is locked, and the answer is the seconds until the latest of those locks ends.
+    /// Otherwise the window start of each key, in the order given (for `uncharge`).
+    fn charge(
+        &self,
+        keys: &[(CounterKey, u32)],
+        check: bool,
+        max: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Result<Vec<i64>, u64>, StoreError>;
+    /// Seconds until `key` may try again, if it is locked now.
+    fn locked(
+        &self,
+        key: CounterKey,
+        max: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Takes back `n` failures charged to the window that began at `since`.
+    fn uncharge(&self, key: CounterKey, since: i64, n: u32) -> Result<(), StoreError>;
+    fn remove(&self, keys: &[CounterKey]) -> Result<(), StoreError>;
+    fn clear(&self) -> Result<(), StoreError>;
+    /// How many names and addresses are counted.
+    fn len(&self) -> Result<(u64, u64), StoreError>;
 }
 
 /// The stored `/config` keys and values, by key.
@@ -275,7 +338,13 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating when needed) the database the settings name.
     pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let backend: Arc<dyn Backend> = Arc::new(sqlite::Sqlite::open(settings)?);
+        let backend: Arc<dyn Backend> = if settings.postgres_url().is_some() {
+            // The blocking PostgreSQL client runs its own small runtime per connection, which
+            // must not start inside another (the server calls this from its runtime).
+            off_runtime(|| postgres::Postgres::open(settings))?.map(Arc::new)?
+        } else {
+            Arc::new(sqlite::Sqlite::open(settings)?)
+        };
         let answers = memory::Answers::new(backend.version().is_some());
         Ok(Self {
             backend,
@@ -417,6 +486,51 @@ impl Store {
     pub fn remembers_answers(&self) -> bool {
         self.answers.is_on()
     }
+
+    /// The brute-force counters every replica shares, when the database is shared.
+    pub fn counters(&self) -> Option<&dyn Counters> {
+        self.backend.counters()
+    }
+
+    /// Runs `work` on the shared counters, on the blocking pool (PostgreSQL only; an error
+    /// elsewhere).
+    pub async fn with_counters<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Counters) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        blocking(move || match store.backend.counters() {
+            Some(c) => work(c),
+            None => Err(StoreError::other(anyhow::anyhow!(
+                "this database keeps no shared counters"
+            ))),
+        })
+        .await?
+    }
+
+    /// Runs blocking store work, moved to a plain thread when the caller is on an async
+    /// runtime (start-up, tests), where PostgreSQL's blocking client may not run.
+    pub fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        off_runtime(work)
+    }
+}
+
+/// A new, empty schema on the PostgreSQL server at `url`, and the URL that uses it (tests
+/// share one server, each in its own schema).
+pub fn new_postgres_schema(url: &str) -> anyhow::Result<String> {
+    off_runtime(|| postgres::new_schema(url))?
+}
+
+/// Runs `work` on a plain thread when called from inside an async runtime, else in place.
+fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(work());
+    }
+    std::thread::scope(|s| {
+        s.spawn(work)
+            .join()
+            .map_err(|_| anyhow::anyhow!("store work panicked"))
+    })
 }
 
 /// Runs blocking store work off the async workers.

@@ -139,7 +139,7 @@ pub async fn reset(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     })
     .await?;
     // A fresh start: the brute-force counters go too.
-    state.limiter.clear();
+    state.limiter.clear().await?;
     json_ok(&json!({ "users": n }))
 }
 
@@ -150,7 +150,7 @@ pub async fn reset_limits(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     guard(&req, &state)?;
-    state.limiter.clear();
+    state.limiter.clear().await?;
     json_ok(&json!({}))
 }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the tests: `start DIR` makes one in DIR (initdb, TLS with a
+# self-signed certificate, trust for local connections only) on a free port and prints its URL;
+# `stop DIR` stops it and removes DIR. PostgreSQL refuses to run as root: as root, the cluster
+# belongs to an unprivileged user made for it (appmixer-pg).
+set -euo pipefail
+
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bindir" ] || { echo "pg-cluster.sh: PostgreSQL is not installed" >&2; exit 1; }
+
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u appmixer-pg -- "$@"
+    else
+        "$@"
+    fi
+}
+
+case "${1:-}" in
+start)
+    dir=$2
+    if [ "$(id -u)" = 0 ] && ! id appmixer-pg >/dev/null 2>&1; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin appmixer-pg
+    fi
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown appmixer-pg "$dir"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log"
+    # TLS for the sslmode tests: a certificate for localhost, with itself as its CA.
+    as_owner openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/data/server.key" -out "$dir/data/server.crt" 2>/dev/null
+    as_owner chmod 600 "$dir/data/server.key"
+    cp "$dir/data/server.crt" "$dir/ca.crt"
+    chmod 644 "$dir/ca.crt"
+    cat >>"$dir/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+max_connections = 300
+ssl = on
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    echo "$port" >"$dir/port"
+    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+stop)
+    dir=$2
+    [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null || true
+    rm -rf "$dir"
+    ;;
+pg_ctl)
+    # pg_ctl DIR ARGS…: start or stop the cluster again (the fault tests).
+    dir=$2
+    shift 2
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" "$@"
+    ;;
+*)
+    echo "usage: pg-cluster.sh start DIR | stop DIR | pg_ctl DIR ARGS…" >&2
+    exit 2
+    ;;
+esac
