@@ -15,7 +15,37 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     fi
 fi
 
-cargo test
+# PostgreSQL (database.url): Debian's server for a throwaway cluster the tests start and stop
+# themselves (tests/support/pg-cluster.sh); the package's own cluster and service are not made.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing postgresql"
+        mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "test.sh: PostgreSQL is not installed; its runs of the suites are skipped" >&2
+    fi
+fi
+
+# Every suite on SQLite; tests/replicas waits for the PostgreSQL run below.
+TEST_POSTGRES_LATER=1 cargo test
+
+# The API and command suites again, on PostgreSQL (one schema per test), then several replicas
+# on one database: shared state, and faults (this run stops and starts the cluster, so alone).
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    pgdir=$(mktemp -d /tmp/appmixer-pg.XXXXXX)
+    trap 'tests/support/pg-cluster.sh stop "$pgdir"' EXIT
+    pgurl=$(tests/support/pg-cluster.sh start "$pgdir")
+    echo "== the API and command suites on PostgreSQL ($pgurl)"
+    TEST_POSTGRES_URL=$pgurl cargo test --test api --test cli
+    echo "== replicas on one PostgreSQL (tests/replicas)"
+    TEST_POSTGRES_URL=$pgurl TEST_POSTGRES_DIR=$pgdir cargo test --test replicas -- --test-threads=1
+elif [ -n "${CI:-}" ]; then
+    echo "test.sh: CI needs PostgreSQL for the replica tests" >&2
+    exit 1
+fi
 
 # The example suites of "Use it in your test suite", against the binary cargo test just built.
 echo "== examples/node (node:test)"

@@ -581,12 +581,10 @@ impl Settings {
             .map_err(|e| format!("invalid settings: {}", describe_figment_error(e, file)))?;
         // A SQLite file and a PostgreSQL URL both named: which one was meant cannot be told.
         let path_named = overrides.db.is_some()
-            || figment
-                .find_metadata("database.path")
-                .is_some_and(|md| {
-                    matches!(md.source, Some(figment::Source::File(_)))
-                        || md.name.contains("nvironment")
-                });
+            || figment.find_metadata("database.path").is_some_and(|md| {
+                matches!(md.source, Some(figment::Source::File(_)))
+                    || md.name.contains("nvironment")
+            });
         if settings.database.url.is_some() && path_named {
             return Err(
                 "both database.path (SQLite) and database.url (PostgreSQL) are set; set one".into(),

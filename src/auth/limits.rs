@@ -219,13 +219,13 @@ impl Limits {
     }
 
     /// How many names and addresses are counted.
-    pub async fn len(&self) -> Result<(u64, u64), StoreError> {
+    pub async fn counted(&self) -> Result<(u64, u64), StoreError> {
         match self {
             Limits::Local(l) => {
                 let (n, a) = l.len();
                 Ok((n as u64, a as u64))
             }
-            Limits::Shared(s) => s.store.with_counters(|c| c.len()).await,
+            Limits::Shared(s) => s.store.with_counters(|c| c.counted()).await,
         }
     }
 }

@@ -169,11 +169,14 @@ pub async fn reset(
     };
     state.limiter.succeeded(attempt, &[], &[]).await;
     let id_name = format!("id:{}", user.id);
-    state.limiter.forgive(&[
-        &username_name(&user.username),
-        &email_name(&user.email),
-        &id_name,
-    ]).await;
+    state
+        .limiter
+        .forgive(&[
+            &username_name(&user.username),
+            &email_name(&user.email),
+            &id_name,
+        ])
+        .await;
     log::info!("user {} reset the password with a code", user.id);
     Ok(())
 }

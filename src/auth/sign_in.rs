@@ -243,7 +243,8 @@ pub async fn check_current_password(
         Ok(ok) if ok.first() == Some(&true) => {
             state
                 .limiter
-                .succeeded(attempt, &[&name], &[Checked::Matched]).await;
+                .succeeded(attempt, &[&name], &[Checked::Matched])
+                .await;
             Ok(())
         }
         Ok(_) => Err(ApiError::Forbidden("Old password is incorrect".into())),

@@ -320,7 +320,7 @@ pub trait Counters: Send + Sync {
     fn remove(&self, keys: &[CounterKey]) -> Result<(), StoreError>;
     fn clear(&self) -> Result<(), StoreError>;
     /// How many names and addresses are counted.
-    fn len(&self) -> Result<(u64, u64), StoreError>;
+    fn counted(&self) -> Result<(u64, u64), StoreError>;
 }
 
 /// The stored `/config` keys and values, by key.

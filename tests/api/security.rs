@@ -143,7 +143,11 @@ async fn overlong_sign_in_names_are_refused_before_the_limiter() {
         .await;
     let body = boom(res, 400).await;
     assert!(body["message"].as_str().unwrap().contains("254"), "{body}");
-    assert_eq!(app.state.limiter.len().await.unwrap(), (0, 0), "nothing remembered");
+    assert_eq!(
+        app.state.limiter.counted().await.unwrap(),
+        (0, 0),
+        "nothing remembered"
+    );
 }
 
 /// A gzip body that inflates to `inflated` bytes of spaces inside a JSON string.

@@ -26,9 +26,12 @@ mod process;
 mod receiver;
 pub use process::{BIN, Server, command_in, launch};
 
-/// A working directory with its own `appmixer.db`; every command runs in it.
+/// A working directory with its own `appmixer.db`; every command runs in it. When the suite
+/// runs against PostgreSQL (`TEST_POSTGRES_URL`), the place's database is a schema of its own
+/// there instead, given to every command as `APPMIXER_DATABASE__URL`.
 pub struct Place {
     pub dir: TempDir,
+    pub db_url: Option<String>,
 }
 
 impl Default for Place {
@@ -41,6 +44,7 @@ impl Place {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            db_url: appmixer_auth::testing::fresh_postgres_url(),
         }
     }
 
@@ -54,7 +58,26 @@ impl Place {
 
     /// The binary with a clean environment: no inherited `APPMIXER_*`, bcrypt cost 4.
     pub fn command(&self, args: &[&str]) -> Command {
-        command_in(self.dir.path(), args)
+        let mut cmd = command_in(self.dir.path(), args);
+        if let Some(url) = &self.db_url {
+            cmd.env("APPMIXER_DATABASE__URL", url);
+        }
+        cmd
+    }
+
+    /// True (and says so) when this run is on PostgreSQL: for tests of what only a SQLite
+    /// file has (its path, its mode, `backup`, `--db`, `--ephemeral`).
+    pub fn skip_on_postgres(&self, what: &str) -> bool {
+        if self.on_sqlite() {
+            return false;
+        }
+        eprintln!("skipped on PostgreSQL: {what}");
+        true
+    }
+
+    /// Whether the database is a SQLite file here (not PostgreSQL).
+    pub fn on_sqlite(&self) -> bool {
+        self.db_url.is_none()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -100,7 +123,7 @@ impl Place {
 
     /// The stored users (`users list --json`); none when no command has created the database.
     pub fn stored_users(&self) -> Value {
-        if !self.path("appmixer.db").exists() {
+        if self.on_sqlite() && !self.path("appmixer.db").exists() {
             return Value::Array(Vec::new());
         }
         self.json(&["users", "list", "--json"])

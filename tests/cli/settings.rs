@@ -81,6 +81,9 @@ password = "fixture-password-never-printed"
     assert_eq!(doc["settings"]["auth.jwt_secret"]["value"], "[redacted]");
     assert!(!doc.to_string().contains("never-printed"));
 
+    if place.skip_on_postgres("--ephemeral is an in-memory SQLite database") {
+        return;
+    }
     let out = place.run(&["--ephemeral", "config"]);
     assert!(crate::stdout(&out).contains("database.path = \":memory:\""));
     assert!(crate::stdout(&out).contains("# from flag --ephemeral"));

@@ -62,7 +62,9 @@ impl Counters for Postgres {
                 let secs = u64::try_from(left.max(1000) / 1000).unwrap_or(1);
                 wait = Some(wait.map_or(secs, |w| w.max(secs)));
             }
-            if inserted && let Err(secs) = make_room(&mut tx, key.kind as i16, max, now_ms, window_ms)? {
+            if inserted
+                && let Err(secs) = make_room(&mut tx, key.kind as i16, max, now_ms, window_ms)?
+            {
                 wait = Some(wait.map_or(secs, |w| w.max(secs)));
             }
             starts[i] = start;
@@ -136,7 +138,7 @@ impl Counters for Postgres {
         Ok(())
     }
 
-    fn len(&self) -> Result<(u64, u64), StoreError> {
+    fn counted(&self) -> Result<(u64, u64), StoreError> {
         let row = self.conn()?.client.query_one(
             "SELECT count(*) FILTER (WHERE kind = 0), count(*) FILTER (WHERE kind = 1) FROM limiter",
             &[],

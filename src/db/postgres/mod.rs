@@ -82,7 +82,8 @@ impl r2d2::ManageConnection for Manager {
 type Pool = r2d2::Pool<Manager>;
 
 pub struct Postgres {
-    pool: Pool,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -100,9 +101,7 @@ const LOCK_MIGRATE: i64 = 0x6170_706d_6978_6572;
 
 impl Postgres {
     pub fn open(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let url = settings
-            .postgres_url()
-            .context("database.url is not set")?;
+        let url = settings.postgres_url().context("database.url is not set")?;
         let shown = settings.shown();
         let mut parsed = tls::parse(url)?;
         let connect_timeout = Duration::from_secs(settings.connect_timeout.0);
@@ -110,9 +109,7 @@ impl Postgres {
         if parsed.config.get_application_name().is_none() {
             parsed.config.application_name("appmixer-auth");
         }
-        if !parsed.verified
-            && parsed.config.get_ssl_mode() == postgres::config::SslMode::Require
-        {
+        if !parsed.verified && parsed.config.get_ssl_mode() == postgres::config::SslMode::Require {
             log::warn!(
                 "database.url: sslmode=require encrypts but does not check the server's certificate; \
                  use sslmode=verify-full (with sslrootcert=FILE for a private CA) to check it"
@@ -133,13 +130,20 @@ impl Postgres {
             .error_handler(Box::new(QuietErrors))
             .build(manager)
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))?;
-        let db = Self { pool, shown };
+        let db = Self {
+            pool: Some(pool),
+            shown,
+        };
         db.migrate()?;
         Ok(db)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the database is closed".into()))?;
+        pool.get().map_err(|e| {
             StoreError::Unavailable(format!(
                 "no connection to PostgreSQL at {} in time: {e}",
                 self.shown
@@ -153,9 +157,7 @@ impl Postgres {
         let mut conn = self.conn()?;
         let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
-        )?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")?;
         let version: i32 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
             Some(row) => row.get(0),
             None => {
@@ -181,6 +183,21 @@ impl Postgres {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Drop for Postgres {
+    /// A blocking client closes its connection by blocking on its own runtime, which may not
+    /// happen on an async worker (a server stopped inside a test's runtime): the pool goes on
+    /// a plain thread of its own.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("postgres-close".into())
+                .spawn(move || drop(pool));
+        }
     }
 }
 
@@ -219,7 +236,6 @@ impl Backend for Postgres {
     fn counters(&self) -> Option<&dyn super::Counters> {
         Some(self)
     }
-
 }
 
 impl From<postgres::Error> for StoreError {

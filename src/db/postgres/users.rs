@@ -165,7 +165,12 @@ impl<C: GenericClient> Conn<'_, C> {
         .transpose()
     }
 
-    fn code_user(&mut self, sql: &str, code_hash: &str, now: i64) -> Result<Option<UserId>, StoreError> {
+    fn code_user(
+        &mut self,
+        sql: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserId>, StoreError> {
         let id: Option<String> = self.opt(sql, &[&code_hash, &now])?.map(|r| r.get(0));
         Ok(id.and_then(|id| UserId::parse(&id).ok()))
     }
@@ -215,7 +220,10 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
         mtime: i64,
         tokens_since: Option<i64>,
     ) -> Result<bool, StoreError> {
-        self.change("DELETE FROM reset_codes WHERE user_id = $1", &[&id.as_str()])?;
+        self.change(
+            "DELETE FROM reset_codes WHERE user_id = $1",
+            &[&id.as_str()],
+        )?;
         let n = self.change(
             "UPDATE users SET password_hash = $2, mtime = $3,
                  tokens_since = CASE WHEN $4::BIGINT IS NULL THEN tokens_since
@@ -226,7 +234,12 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
         Ok(n == 1)
     }
 
-    fn upgrade_password_hash(&mut self, id: &UserId, old: &str, new: &str) -> Result<bool, StoreError> {
+    fn upgrade_password_hash(
+        &mut self,
+        id: &UserId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
         let n = self.change(
             "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
             &[&id.as_str(), &old, &new],
@@ -234,8 +247,16 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
         Ok(n == 1)
     }
 
-    fn revoke_tokens(&mut self, id: &UserId, since: i64, mtime: i64) -> Result<Option<i64>, StoreError> {
-        self.change("DELETE FROM reset_codes WHERE user_id = $1", &[&id.as_str()])?;
+    fn revoke_tokens(
+        &mut self,
+        id: &UserId,
+        since: i64,
+        mtime: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.change(
+            "DELETE FROM reset_codes WHERE user_id = $1",
+            &[&id.as_str()],
+        )?;
         Ok(self
             .opt(
                 "UPDATE users SET tokens_since = GREATEST($2, tokens_since + 1), mtime = $3
@@ -304,7 +325,10 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
     fn count_users(&mut self, q: &ListQuery) -> Result<u64, StoreError> {
         let (where_sql, args) = where_clause(q);
         let n: i64 = self
-            .rows(&format!("SELECT count(*) FROM users {where_sql}"), &refs(&args))?
+            .rows(
+                &format!("SELECT count(*) FROM users {where_sql}"),
+                &refs(&args),
+            )?
             .first()
             .map(|r| r.get(0))
             .unwrap_or(0);
@@ -357,7 +381,10 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
 
     fn config_all(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self
-            .rows("SELECT key, value FROM config ORDER BY key COLLATE \"C\"", &[])?
+            .rows(
+                "SELECT key, value FROM config ORDER BY key COLLATE \"C\"",
+                &[],
+            )?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect())
@@ -408,7 +435,10 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
             "INSERT INTO reset_codes (code_hash, user_id, created, expires) VALUES ($1, $1, $2, $2)",
             &[&code_hash, &now],
         )?;
-        self.change("DELETE FROM reset_codes WHERE code_hash = $1", &[&code_hash])?;
+        self.change(
+            "DELETE FROM reset_codes WHERE code_hash = $1",
+            &[&code_hash],
+        )?;
         Ok(())
     }
 
@@ -508,7 +538,10 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
 
     fn outbox_next_due(&mut self) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .opt("SELECT min(next_at) FROM outbox WHERE state = 'pending'", &[])?
+            .opt(
+                "SELECT min(next_at) FROM outbox WHERE state = 'pending'",
+                &[],
+            )?
             .and_then(|r| r.get(0)))
     }
 }

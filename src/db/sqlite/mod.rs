@@ -382,6 +382,7 @@ mod tests {
         let settings = DatabaseSettings {
             path: dir.path().join("race.db").to_string_lossy().into_owned(),
             pool_size: 2,
+            ..DatabaseSettings::default()
         };
         let opened: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)
@@ -416,6 +417,7 @@ mod tests {
         let settings = DatabaseSettings {
             path: path.to_string_lossy().into_owned(),
             pool_size: 1,
+            ..DatabaseSettings::default()
         };
         Sqlite::open(&settings).expect("open");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;

@@ -161,6 +161,7 @@ mod tests {
         DatabaseSettings {
             path: path.to_owned(),
             pool_size: 2,
+            ..DatabaseSettings::default()
         }
     }
 
