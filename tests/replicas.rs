@@ -622,3 +622,35 @@ fn a_tenant_exported_from_sqlite_and_imported_into_postgresql_keeps_ids_hashes_a
     let _ = server.child.kill();
     server.wait_exit(Duration::from_secs(5));
 }
+
+#[test]
+fn tls_to_the_database_checks_the_certificate_when_asked_to() {
+    let Some(url) = tenant() else { return };
+    let Some(dir) = cluster_dir() else {
+        eprintln!("skipped: TEST_POSTGRES_DIR unset (the cluster's certificate is there)");
+        return;
+    };
+    let with = |extra: &str| {
+        TestServer::builder()
+            .settings(|s| s.database.url = Some(DatabaseUrl::new(format!("{url}&{extra}"))))
+            .try_start()
+    };
+    // Encrypted, checked against the cluster's own CA: starts and serves.
+    let ca = dir.join("ca.crt");
+    let checked = with(&format!("sslmode=verify-full&sslrootcert={}", ca.display()))
+        .expect("verify-full with the cluster's CA");
+    assert_eq!(checked.user_count().unwrap(), 0);
+    drop(checked);
+    // Encrypted without a check (libpq's require): starts.
+    drop(with("sslmode=require").expect("require"));
+    // A self-signed certificate is no public CA's: verify-full refuses it, naming the cause.
+    let err = with("sslmode=verify-full").err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("PostgreSQL") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+    // An unknown sslmode is a settings error, not a silent downgrade.
+    let err = with("sslmode=verify-everything").err().expect("refused");
+    assert!(format!("{err:#}").contains("sslmode"), "{err:#}");
+}

@@ -26,12 +26,19 @@ start)
     [ "$(id -u)" = 0 ] && chown appmixer-pg "$dir"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log"
-    # TLS for the sslmode tests: a certificate for localhost, with itself as its CA.
-    as_owner openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$dir/data/server.key" -out "$dir/data/server.crt" 2>/dev/null
-    as_owner chmod 600 "$dir/data/server.key"
-    cp "$dir/data/server.crt" "$dir/ca.crt"
+    # TLS for the sslmode tests: a CA of its own (ca.crt, readable by the tests) and a
+    # certificate it signed for localhost and 127.0.0.1.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=appmixer-test-ca \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+        -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+    install -m 600 "$dir/server.key" "$dir/data/server.key"
+    install -m 644 "$dir/server.crt" "$dir/data/server.crt"
+    [ "$(id -u)" = 0 ] && chown appmixer-pg "$dir/data/server.key" "$dir/data/server.crt"
+    rm -f "$dir/ca.key" "$dir/server.key" "$dir/server.csr"
     chmod 644 "$dir/ca.crt"
     cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'

@@ -120,6 +120,17 @@ impl Postgres {
             tls: parsed.tls,
             statement_timeout_ms: settings.statement_timeout.0.saturating_mul(1000),
         };
+        // A connection made here first says exactly what is wrong (r2d2 keeps only the last
+        // error's first line: "error performing TLS handshake", without the cause).
+        if let Err(e) = r2d2::ManageConnection::connect(&manager) {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            anyhow::bail!("cannot connect to PostgreSQL at {shown}: {text}");
+        }
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
