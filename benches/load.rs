@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,13 @@ fn main() {
         None
     };
 
+    // PostgreSQL: the same figures on one database, and two replicas on it, once.
+    let postgres = if std::env::var("BENCH_NO_POSTGRES").is_err() && has_import() {
+        postgres_rows(work, &config, users, &hash, secs, &all, cores)
+    } else {
+        None
+    };
+
     let report = Report::new(&all, cores, users);
     let machine_line = format!(
         "{machine}; load average {load_before} before, {load_after} after; {runs} runs, {secs} s per load; {}",
@@ -91,6 +98,9 @@ fn main() {
     );
     let mut table = report.table();
     if let Some(rows) = &moving {
+        table.push_str(rows);
+    }
+    if let Some(rows) = &postgres {
         table.push_str(rows);
     }
     println!("\n{machine_line}\n\n{table}");
@@ -374,13 +384,16 @@ fn server_command(work: &Path, config: &Path, db: &Path) -> Command {
 
 impl Server {
     fn start(work: &Path, config: &Path, db: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_cmd(work, server_command(work, config, db), env)
+    }
+
+    fn start_cmd(work: &Path, mut cmd: Command, env: &[(&str, &str)]) -> Self {
         let log = work.join("server.log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("server log");
-        let mut cmd = server_command(work, config, db);
         cmd.args(["--port", "0"])
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -1315,4 +1328,201 @@ fn move_tenant(work: &Path, config: &Path, n: usize, hash: &str) -> String {
         }
     }
     rows
+}
+
+/// The server on PostgreSQL at `url` instead of a SQLite file, with the benchmark's settings.
+fn postgres_command(work: &Path, config: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(SERVER);
+    cmd.arg("--config").arg(config).current_dir(work);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("APPMIXER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn")
+        .env("APPMIXER_AUTH__BCRYPT_COST", COST.to_string())
+        .env("APPMIXER_AUTH__MAX_FAILED_ATTEMPTS", "0")
+        .env("APPMIXER_DATABASE__URL", url);
+    cmd
+}
+
+/// A throwaway PostgreSQL cluster (tests/support/pg-cluster.sh), stopped and removed when
+/// dropped.
+struct Cluster(PathBuf);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(REPO).join("tests/support/pg-cluster.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The rows for PostgreSQL: `GET /` and `GET /user` throughput, sign-in against the bcrypt
+/// ceiling and `POST /user`, with the same seeded users as SQLite, then `GET /user` over two
+/// replicas on the one database. `BENCH_POSTGRES_URL` names a server to use (an empty
+/// database); otherwise a throwaway cluster is made with PostgreSQL's durable defaults (fsync
+/// and synchronous commit on), as SQLite runs with `synchronous = FULL`.
+fn postgres_rows(
+    work: &Path,
+    config: &Path,
+    users: usize,
+    hash: &str,
+    secs: u64,
+    sqlite: &[Run],
+    cores: usize,
+) -> Option<String> {
+    let (url, _cluster) = match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let dir = work.join("pg");
+            let out = Command::new(Path::new(REPO).join("tests/support/pg-cluster.sh"))
+                .arg("start")
+                .arg(&dir)
+                .env("PG_DURABLE", "1")
+                .output()
+                .ok()?;
+            if !out.status.success() {
+                eprintln!(
+                    "bench: no PostgreSQL rows (cannot start a cluster: {})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return None;
+            }
+            let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (url, Some(Cluster(dir)))
+        }
+    };
+    eprintln!("bench: PostgreSQL at {url}");
+    let t = Instant::now();
+    let out = postgres_command(work, config, &url)
+        .args(["users", "import"])
+        .arg(work.join("seed.json"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("users import into PostgreSQL");
+    assert!(
+        out.status.success(),
+        "users import into PostgreSQL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let import_s = t.elapsed().as_secs_f64();
+    let d = Duration::from_secs(secs);
+    let a = Server::start_cmd(work, postgres_command(work, config, &url), &[]);
+    let (status, body) = http(
+        a.addr,
+        "POST",
+        "/user/auth",
+        &[],
+        Some(&format!(
+            r#"{{"username":"user000000@bench.test","password":"{PASSWORD}"}}"#
+        )),
+    );
+    assert_eq!(status, 200, "sign-in on PostgreSQL: {body}");
+    let token = json_string(&body, "token").expect("token");
+    let token_env = [("BENCH_TOKEN", token.as_str())];
+    wrk(
+        a.addr,
+        "/user",
+        "get_user.lua",
+        READ_CONNS,
+        Duration::from_secs(1),
+        &token_env,
+    );
+    let root = wrk(a.addr, "/", "root.lua", READ_CONNS, d, &[]);
+    let get_user = wrk(a.addr, "/user", "get_user.lua", READ_CONNS, d, &token_env);
+    let users_s = users.to_string();
+    let sign_env = [
+        ("BENCH_USERS", users_s.as_str()),
+        ("BENCH_PASSWORD", PASSWORD),
+    ];
+    let before = verify_rate(hash);
+    let sign_in = wrk(
+        a.addr,
+        "/user/auth",
+        "sign_in.lua",
+        HASH_CONNS,
+        d,
+        &sign_env,
+    );
+    a.wait_idle();
+    let ceiling = cores as f64 * (before + verify_rate(hash)) / 2.0;
+    let tag = format!("pg{}", std::process::id());
+    let create = wrk(
+        a.addr,
+        "/user",
+        "create_user.lua",
+        HASH_CONNS,
+        d,
+        &[("BENCH_TAG", tag.as_str()), ("BENCH_PASSWORD", PASSWORD)],
+    );
+    a.wait_idle();
+
+    // Two replicas on the one database, loaded at once, half the connections each.
+    let b = Server::start_cmd(work, postgres_command(work, config, &url), &[]);
+    let on_b = wrk_spawn(
+        b.addr,
+        "/user",
+        "get_user.lua",
+        READ_CONNS / 2,
+        d,
+        &token_env,
+    );
+    let on_a = wrk(
+        a.addr,
+        "/user",
+        "get_user.lua",
+        READ_CONNS / 2,
+        d,
+        &token_env,
+    );
+    let on_b = on_b.finish();
+    drop(b);
+    drop(a);
+
+    let median_of = |f: &dyn Fn(&Run) -> f64| {
+        let v: Vec<f64> = sqlite.iter().map(f).collect();
+        median(&v)
+    };
+    let sqlite_get = median_of(&|r| r.get_user.rps());
+    let sqlite_create = median_of(&|r| r.create_empty.rps());
+    let sign_ratio = sign_in.rps() / ceiling;
+    let errors =
+        root.errors + get_user.errors + sign_in.errors + create.errors + on_a.errors + on_b.errors;
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let mut rows = String::new();
+    rows.push_str(&format!(
+        "| PostgreSQL: `users import` of {} users | — | {import_s:.1} s | once |  |\n",
+        group(users as f64)
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL: `GET /` (ceiling), req/s | — | {} | once |  |\n",
+        group(root.rps())
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL: `GET /user`, req/s (p99) | — | {} ({:.1} ms) | once | {:.2} of SQLite's |\n",
+        group(get_user.rps()),
+        get_user.p99,
+        get_user.rps() / sqlite_get
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL: sign-in / bcrypt ceiling | ≥ 0.9 | {sign_ratio:.2} | once | {} |\n",
+        verdict(sign_ratio >= 0.9)
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL: `POST /user`, req/s | — | {} | once | {:.2} of SQLite's (empty database) |\n",
+        group(create.rps()),
+        create.rps() / sqlite_create
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL, two replicas: `GET /user`, req/s in all (p99 of the slower) | — | {} ({:.1} ms) | once |  |\n",
+        group(on_a.rps() + on_b.rps()),
+        on_a.p99.max(on_b.p99)
+    ));
+    rows.push_str(&format!(
+        "| PostgreSQL: failed requests in these loads | 0 | {errors} | once | {} |\n",
+        verdict(errors == 0)
+    ));
+    Some(rows)
 }

@@ -114,6 +114,8 @@ async fn run(state: web::Data<AppState>) {
                 .write(move |ops| ops.outbox_claim(now, lease_until, free))
                 .await
             {
+                // Nothing claimed: another replica took them; wait like an idle worker.
+                Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     for message in batch {
                         let Ok(permit) = slots.clone().acquire_owned().await else {
