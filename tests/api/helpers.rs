@@ -23,6 +23,16 @@ pub fn test_settings(dir: &TempDir) -> Settings {
     s.server.port = 0;
     s.server.workers = 2;
     s.database.path = dir.path().join("test.db").to_string_lossy().into_owned();
+    // The suite's second run, on PostgreSQL: a schema of this test's own there instead.
+    // Kept in the directory, so a test that restarts with the same directory finds its data.
+    let kept = dir.path().join("postgres-url");
+    s.database.url = match std::fs::read_to_string(&kept) {
+        Ok(url) => Some(url),
+        Err(_) => appmixer_auth::testing::fresh_postgres_url().inspect(|url| {
+            std::fs::write(&kept, url).expect("keep the tenant's URL");
+        }),
+    }
+    .map(appmixer_auth::settings::DatabaseUrl::new);
     s.auth.bcrypt_cost = 4;
     // Many tests fail sign-ins on purpose from one address; the limiter's own tests turn it on.
     s.auth.max_failed_attempts = 0;
@@ -211,4 +221,13 @@ pub fn header(token: &str) -> Value {
         .decode(part)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json header")
+}
+
+/// True (and says so) when the suite runs on PostgreSQL: for tests of what only SQLite has.
+pub fn skip_on_postgres(what: &str) -> bool {
+    if appmixer_auth::testing::postgres_under_test().is_none() {
+        return false;
+    }
+    eprintln!("skipped on PostgreSQL: {what}");
+    true
 }
