@@ -368,3 +368,147 @@ async fn taking_the_admin_scope_away_takes_effect_at_once() {
     assert_eq!(res.status(), 200);
     boom(app.get_with_token("/users", &admin).await, 403).await;
 }
+
+/// Beyond the first rows in order, through the indexes: rare and common patterns, filters on
+/// scope and vendor names, a count that samples, a deep page, and a write that moves a user
+/// in and out of a search, all as a scan of every row would answer.
+#[tokio::test]
+async fn search_and_filters_answer_alike_on_the_first_rows_and_far_beyond() {
+    let app = spawn_with(|s| {
+        s.users = vec![admin_fixture()];
+        s.fixtures.api = true;
+    })
+    .await;
+    let admin = app.token("root", "root-password").await;
+    let hash = bcrypt::hash("pass-word-1", 4).unwrap();
+    let n = 6_200;
+    let mut batch = Vec::with_capacity(n);
+    for i in 0..n {
+        let rare = i == 10 || i == 6_100;
+        let name = if rare {
+            format!("Needle-{i:05}@example.com")
+        } else {
+            format!("user-{i:05}@example.com")
+        };
+        let mut u = json!({"username": name, "email": name, "passwordHash": hash});
+        if rare {
+            u["scope"] = json!(["user", "rare"]);
+            u["vendor"] = json!(["acme", "initech"]);
+        }
+        batch.push(u);
+    }
+    let res = send(
+        &app,
+        reqwest::Method::POST,
+        "/_fixtures/users",
+        None,
+        Some(Value::Array(batch)),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let get = |q: String| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let res = app.get_with_token(&q, &admin).await;
+            assert_eq!(res.status(), 200, "{q}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let rare = ["Needle-00010@example.com", "Needle-06100@example.com"];
+    for q in ["needle", "NEEDLE", "eedle-06", "le-0"] {
+        let found = names(get(format!("/users?pattern={q}")).await);
+        let want: Vec<&str> = rare
+            .iter()
+            .copied()
+            .filter(|r| r.to_lowercase().contains(&q.to_lowercase()))
+            .collect();
+        assert_eq!(found, want, "pattern {q}");
+        let count = get(format!("/users/count?pattern={q}")).await;
+        assert_eq!(count["count"], want.len(), "count of {q}");
+    }
+    // Common: a page fills from the first rows; the count is every one of them.
+    let page = names(get("/users?pattern=user-&limit=3&offset=2".into()).await);
+    assert_eq!(
+        page,
+        [
+            "user-00002@example.com",
+            "user-00003@example.com",
+            "user-00004@example.com"
+        ]
+    );
+    // Everyone, root@example.com too.
+    assert_eq!(
+        get("/users/count?pattern=example.com".into()).await["count"],
+        n + 1
+    );
+    assert_eq!(get("/users/count?pattern=nomatch".into()).await["count"], 0);
+    // A page deep in the list, by creation and by name.
+    let deep = names(get("/users?offset=6150&limit=2".into()).await);
+    assert_eq!(deep, ["user-06149@example.com", "user-06150@example.com"]);
+    let deep = names(get("/users?sort=username:-1&offset=6000&limit=1".into()).await);
+    assert_eq!(deep, ["user-00198@example.com"]);
+    // Names of scope and vendor, alone and with a pattern.
+    assert_eq!(names(get("/users?filter=scope:rare".into()).await), rare);
+    assert_eq!(
+        get("/users/count?filter=vendor:initech".into()).await["count"],
+        2
+    );
+    assert_eq!(
+        names(get("/users?filter=vendor:acme&pattern=06100".into()).await),
+        [rare[1]]
+    );
+    assert_eq!(
+        get("/users/count?filter=scope:user".into()).await["count"],
+        n + 1
+    );
+    // Writes keep the indexes in step: a renamed, rescoped and deleted user.
+    let id = get("/users?pattern=needle-06100".into()).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = send(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/users/{id}"),
+        Some(&admin),
+        Some(json!({"email": "moved-away@example.com", "scope": ["user"], "vendor": "umbrella"})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        names(get("/users?filter=scope:rare".into()).await),
+        [rare[0]]
+    );
+    assert_eq!(
+        get("/users/count?filter=vendor:umbrella".into()).await["count"],
+        1
+    );
+    assert_eq!(
+        get("/users/count?pattern=moved-away".into()).await["count"],
+        1
+    );
+    let res = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/users/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        get("/users/count?pattern=moved-away".into()).await["count"],
+        0
+    );
+    assert_eq!(
+        get("/users/count?filter=vendor:umbrella".into()).await["count"],
+        0
+    );
+}

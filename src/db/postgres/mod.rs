@@ -289,7 +289,8 @@ pub(crate) fn classify(e: postgres::Error) -> StoreError {
 
 /// Each entry moves the schema one version up; `schema_version` records how far it went.
 /// Text is compared byte by byte (`COLLATE "C"` where sorted), as SQLite does.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE users (
         id            TEXT NOT NULL CONSTRAINT users_pkey PRIMARY KEY,
         username      TEXT NOT NULL CONSTRAINT users_username_unique UNIQUE,
@@ -344,7 +345,27 @@ const MIGRATIONS: &[&str] = &[r#"
         PRIMARY KEY (kind, key)
     );
     CREATE INDEX limiter_since ON limiter (since);
-"#];
+"#,
+    // Searching a million users: trigram indexes (pg_trgm, a trusted extension any owner of
+    // the database may create) for the pattern's ILIKE, the JSON names of scope and vendor,
+    // and an index for every sort key, each ending in the id.
+    r#"
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX users_username_trgm ON users USING gin (username gin_trgm_ops);
+    CREATE INDEX users_email_trgm ON users USING gin (email gin_trgm_ops);
+    CREATE INDEX users_scope_names ON users USING gin ((scope::jsonb));
+    CREATE INDEX users_vendor_names ON users USING gin ((vendor::jsonb));
+    DROP INDEX users_created;
+    CREATE INDEX users_created ON users (created, id COLLATE "C");
+    CREATE INDEX users_mtime ON users (mtime, id COLLATE "C");
+    CREATE INDEX users_username_order ON users (username COLLATE "C", id COLLATE "C");
+    CREATE INDEX users_email_order ON users (email COLLATE "C", id COLLATE "C");
+    CREATE INDEX users_id_order ON users (id COLLATE "C");
+    CREATE INDEX users_plan ON users (plan COLLATE "C", id COLLATE "C");
+    CREATE INDEX users_is_active ON users (is_active, id COLLATE "C");
+    CREATE INDEX users_vendor ON users (vendor COLLATE "C", id COLLATE "C");
+"#,
+];
 
 /// Makes a new, empty schema on the server at `url` and answers a URL whose connections use
 /// it: one database server, many isolated tenants (each test its own).
@@ -353,6 +374,15 @@ pub fn new_schema(url: &str) -> anyhow::Result<String> {
     let mut client = parsed.config.connect(parsed.tls)?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     client.batch_execute(&format!("CREATE SCHEMA {name}"))?;
+    // Extensions are one per database: pg_trgm goes in `public`, on every tenant's path (two
+    // tests creating it at once: one of them finds it made).
+    if let Err(e) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+    {
+        return Err(e.into());
+    }
     let joiner = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{joiner}options=-c%20search_path%3D{name}"))
+    Ok(format!(
+        "{url}{joiner}options=-c%20search_path%3D{name}%2Cpublic"
+    ))
 }

@@ -311,10 +311,17 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
         args.push(Box::new(i64::from(q.offset)));
         let n = args.len();
         let dir = if ascending { "ASC" } else { "DESC" };
+        // The page's ids come from the index of the sort key (the rows skipped by the offset
+        // are not read), then the page is read whole.
+        let order = format!(
+            "ORDER BY {column} {dir}, id COLLATE \"C\" {dir}",
+            column = column(key)
+        );
         let sql = format!(
-            "SELECT {COLUMNS} FROM users {where_sql} ORDER BY {column} {dir}, id COLLATE \"C\" {dir} LIMIT ${} OFFSET ${n}",
+            "SELECT {COLUMNS} FROM users WHERE id IN
+                 (SELECT id FROM users {where_sql} {order} LIMIT ${} OFFSET ${n})
+             {order}",
             n - 1,
-            column = column(key),
         );
         self.rows(&sql, &refs(&args))?
             .iter()

@@ -94,8 +94,48 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// The WHERE clause and its parameters for a query's pattern and filters.
-fn where_clause(q: &ListQuery) -> (String, Vec<V>) {
+/// How a query finds its users: by reading rows in order and testing each (cheap when many
+/// match, so a page fills early), or through the indexes (cheap when few do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Scan,
+    Indexed,
+}
+
+/// Rows read in sort order before the indexes are asked: a pattern or filter that matches
+/// one row in fifty fills a page of 100 within them.
+const WINDOW: u32 = 5_000;
+
+/// The trigrams of a pattern as an FTS5 query (each a quoted term, all required), or `None`
+/// when it is shorter than three characters (no trigram to look up).
+fn trigrams(pattern: &str) -> Option<String> {
+    let chars: Vec<char> = pattern.to_lowercase().chars().collect();
+    if chars.len() < 3 {
+        return None;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for w in chars.windows(3) {
+        seen.insert(w.iter().collect::<String>());
+    }
+    Some(
+        seen.iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    )
+}
+
+/// Whether a query needs more than the row itself to be answered well: a pattern, or a filter
+/// on the names of `scope` or `vendor`.
+fn searches(q: &ListQuery) -> bool {
+    q.pattern.is_some()
+        || q.filters
+            .iter()
+            .any(|f| matches!(f, Filter::Scope(_) | Filter::Vendor(_)))
+}
+
+/// The WHERE clause and its parameters for a query's pattern and filters, as `plan` reads.
+fn where_clause(q: &ListQuery, plan: Plan) -> (String, Vec<V>) {
     let mut parts = Vec::new();
     let mut args: Vec<V> = Vec::new();
     if let Some(p) = &q.pattern {
@@ -104,22 +144,39 @@ fn where_clause(q: &ListQuery) -> (String, Vec<V>) {
         parts.push(format!(
             "(username LIKE ?{n} ESCAPE '\\' OR email LIKE ?{n} ESCAPE '\\')"
         ));
+        if plan == Plan::Indexed
+            && let Some(terms) = trigrams(p)
+        {
+            args.push(V::Text(terms));
+            parts.push(format!(
+                "users.rowid IN (SELECT rowid FROM users_search WHERE users_search MATCH ?{})",
+                args.len()
+            ));
+        }
     }
     for f in &q.filters {
-        let (sql, arg) = match f {
-            Filter::Scope(s) => (
+        let (sql, arg) = match (f, plan) {
+            (Filter::Scope(s), Plan::Scan) => (
                 "EXISTS (SELECT 1 FROM json_each(users.scope) WHERE json_each.value = ?N)",
                 V::Text(s.clone()),
             ),
-            Filter::Plan(s) => ("plan = ?N", V::Text(s.clone())),
+            (Filter::Scope(s), Plan::Indexed) => (
+                "users.rowid IN (SELECT user_rowid FROM user_tags WHERE kind = 'scope' AND value = ?N)",
+                V::Text(s.clone()),
+            ),
             // A string vendor, or an array holding the name.
-            Filter::Vendor(s) => (
+            (Filter::Vendor(s), Plan::Scan) => (
                 "EXISTS (SELECT 1 FROM json_each(users.vendor) WHERE json_each.value = ?N)",
                 V::Text(s.clone()),
             ),
-            Filter::IsActive(b) => ("is_active = ?N", V::Integer(i64::from(*b))),
-            Filter::Username(s) => ("username = ?N", V::Text(s.clone())),
-            Filter::Email(s) => ("email_key = ?N", V::Text(Email::key_of(s))),
+            (Filter::Vendor(s), Plan::Indexed) => (
+                "users.rowid IN (SELECT user_rowid FROM user_tags WHERE kind = 'vendor' AND value = ?N)",
+                V::Text(s.clone()),
+            ),
+            (Filter::Plan(s), _) => ("plan = ?N", V::Text(s.clone())),
+            (Filter::IsActive(b), _) => ("is_active = ?N", V::Integer(i64::from(*b))),
+            (Filter::Username(s), _) => ("username = ?N", V::Text(s.clone())),
+            (Filter::Email(s), _) => ("email_key = ?N", V::Text(Email::key_of(s))),
         };
         args.push(arg);
         parts.push(sql.replace("?N", &format!("?{}", args.len())));
@@ -132,6 +189,24 @@ fn where_clause(q: &ListQuery) -> (String, Vec<V>) {
 }
 
 impl Conn<'_> {
+    fn users(&self, sql: &str, args: Vec<V>) -> Result<Vec<User>, StoreError> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(classify)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), from_row)
+            .map_err(classify)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(classify)
+    }
+
+    fn count(&self, sql: &str, args: Vec<V>) -> Result<u64, StoreError> {
+        self.0
+            .prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
+            })
+            .map(|n| n as u64)
+            .map_err(classify)
+    }
+
     fn find_one(&self, column: &str, value: &str) -> Result<Option<User>, StoreError> {
         self.0
             .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"))
@@ -284,33 +359,70 @@ impl Ops for Conn<'_> {
     }
 
     fn list_users(&mut self, q: &ListQuery) -> Result<Vec<User>, StoreError> {
-        let (where_sql, mut args) = where_clause(q);
         let (key, ascending) = q.sort;
-        args.push(V::Integer(i64::from(q.limit)));
-        args.push(V::Integer(i64::from(q.offset)));
-        let n = args.len();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM users {where_sql} ORDER BY {column} {dir}, id {dir} LIMIT ?{} OFFSET ?{n}",
-            n - 1,
+        let order = format!(
+            "ORDER BY {column} {dir}, id {dir}",
             column = column(key),
             dir = if ascending { "ASC" } else { "DESC" },
         );
-        let mut stmt = self.0.prepare_cached(&sql).map_err(classify)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), from_row)
-            .map_err(classify)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(classify)
+        if searches(q) && q.limit > 0 {
+            // The first rows in order, tested one by one: when they hold the whole page, it is
+            // the answer (the page is the first matches in order, all among them).
+            let (where_sql, mut args) = where_clause(q, Plan::Scan);
+            let and = if where_sql.is_empty() { "WHERE" } else { "AND" };
+            args.push(V::Integer(i64::from(q.limit)));
+            args.push(V::Integer(i64::from(q.offset)));
+            let n = args.len();
+            let page = self.users(
+                &format!(
+                    "SELECT {COLUMNS} FROM users {where_sql} {and} users.rowid IN
+                         (SELECT rowid FROM users {order} LIMIT {WINDOW})
+                     {order} LIMIT ?{} OFFSET ?{n}",
+                    n - 1
+                ),
+                args,
+            )?;
+            if page.len() == q.limit as usize {
+                return Ok(page);
+            }
+        }
+        // Through the indexes; the page's rows are found in the index of the sort key (the
+        // rows skipped by the offset are not read) and then read whole.
+        let (where_sql, mut args) = where_clause(q, Plan::Indexed);
+        args.push(V::Integer(i64::from(q.limit)));
+        args.push(V::Integer(i64::from(q.offset)));
+        let n = args.len();
+        self.users(
+            &format!(
+                "SELECT {COLUMNS} FROM users WHERE users.rowid IN
+                     (SELECT users.rowid FROM users {where_sql} {order} LIMIT ?{} OFFSET ?{n})
+                 {order}",
+                n - 1
+            ),
+            args,
+        )
     }
 
     fn count_users(&mut self, q: &ListQuery) -> Result<u64, StoreError> {
-        let (where_sql, args) = where_clause(q);
-        self.0
-            .prepare_cached(&format!("SELECT COUNT(*) FROM users {where_sql}"))
-            .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
-            })
-            .map(|n| n as u64)
-            .map_err(classify)
+        let mut plan = Plan::Indexed;
+        if q.pattern.is_some() {
+            // A pattern found in many of the first rows is common: testing every row costs
+            // less than joining the long lists of its trigrams.
+            let (where_sql, args) = where_clause(q, Plan::Scan);
+            let and = if where_sql.is_empty() { "WHERE" } else { "AND" };
+            let sample = self.count(
+                &format!(
+                    "SELECT COUNT(*) FROM users {where_sql} {and} users.rowid IN
+                         (SELECT rowid FROM users ORDER BY created LIMIT {WINDOW})"
+                ),
+                args,
+            )?;
+            if sample * 20 > u64::from(WINDOW) {
+                plan = Plan::Scan;
+            }
+        }
+        let (where_sql, args) = where_clause(q, plan);
+        self.count(&format!("SELECT COUNT(*) FROM users {where_sql}"), args)
     }
 
     fn each_user(
