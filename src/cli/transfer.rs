@@ -855,7 +855,15 @@ struct Importer<'o, 'w> {
     report: ImportReport,
     /// With `--replace`: the ids in the file, 12 bytes each (the other users go at the end).
     keep: Option<Vec<[u8; 12]>>,
+    /// Records seen; past [`BULK_FROM`] the store's search indexes are brought up to date once
+    /// at the end instead of with every record.
+    seen: usize,
+    bulk: bool,
 }
+
+/// Records after which an import asks the store to index at the end (a large import is then
+/// several times faster; a small one into a large database does not pay for reindexing it).
+const BULK_FROM: usize = 20_000;
 
 impl<'o, 'w> Importer<'o, 'w> {
     fn new(
@@ -868,6 +876,8 @@ impl<'o, 'w> Importer<'o, 'w> {
             webhooks,
             report: ImportReport::default(),
             keep: replace.then(Vec::new),
+            seen: 0,
+            bulk: false,
         }
     }
 
@@ -876,6 +886,13 @@ impl<'o, 'w> Importer<'o, 'w> {
             StoreError::Taken(_) => format!("users[{i}] ({:?}): {e}; nothing imported", u.username),
             e => format!("database: {e:#}"),
         };
+        self.seen += 1;
+        if self.seen == BULK_FROM {
+            self.ops
+                .bulk_begin()
+                .map_err(|e| format!("database: {e:#}"))?;
+            self.bulk = true;
+        }
         match self.ops.find_by_id(&u.id).map_err(at)? {
             None => {
                 self.ops.insert_user(&u).map_err(at)?;
@@ -901,6 +918,9 @@ impl<'o, 'w> Importer<'o, 'w> {
                 UserId::parse(&hex).ok()
             });
             self.report.deleted = self.ops.delete_users_except_each(&mut ids)?;
+        }
+        if self.bulk {
+            self.ops.bulk_end()?;
         }
         Ok(self.report)
     }

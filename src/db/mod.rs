@@ -192,6 +192,16 @@ pub trait Ops {
     fn lock_exclusive(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Many writes follow in this transaction (an import): the backend may stop keeping its
+    /// search indexes in step row by row, until [`Ops::bulk_end`], in the same transaction,
+    /// brings them up to date at once.
+    fn bulk_begin(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn bulk_end(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl dyn Ops + '_ {

@@ -192,7 +192,9 @@ const MIGRATIONS: &[Migration] = &[
     // positions: it finds candidates, the LIKE of the query still decides), the names of the
     // JSON arrays `scope` and `vendor` one per row, and an index for every sort key, each
     // ending in the id so a deep page is read from the index alone. Triggers keep all of it
-    // in step with `users` in the transaction of every write.
+    // in step with `users` in the transaction of every write, except inside a bulk load
+    // (`meta` key `bulk_load`, set and cleared in one import's transaction), which rebuilds
+    // both at its end.
     Migration::Sql(
         r#"
     CREATE VIRTUAL TABLE users_search USING fts5(
@@ -200,14 +202,17 @@ const MIGRATIONS: &[Migration] = &[
         tokenize = 'trigram case_sensitive 0', detail = 'none'
     );
     INSERT INTO users_search (users_search) VALUES ('rebuild');
-    CREATE TRIGGER users_search_insert AFTER INSERT ON users BEGIN
+    CREATE TRIGGER users_search_insert AFTER INSERT ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
     END;
-    CREATE TRIGGER users_search_delete AFTER DELETE ON users BEGIN
+    CREATE TRIGGER users_search_delete AFTER DELETE ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         INSERT INTO users_search (users_search, rowid, username, email)
             VALUES ('delete', old.rowid, old.username, old.email);
     END;
-    CREATE TRIGGER users_search_update AFTER UPDATE OF username, email ON users BEGIN
+    CREATE TRIGGER users_search_update AFTER UPDATE OF username, email ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         INSERT INTO users_search (users_search, rowid, username, email)
             VALUES ('delete', old.rowid, old.username, old.email);
         INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
@@ -226,17 +231,20 @@ const MIGRATIONS: &[Migration] = &[
     INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
         SELECT 'vendor', j.value, users.rowid FROM users, json_each(users.vendor) AS j
             WHERE users.vendor IS NOT NULL AND j.type = 'text';
-    CREATE TRIGGER user_tags_insert AFTER INSERT ON users BEGIN
+    CREATE TRIGGER user_tags_insert AFTER INSERT ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
             SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
         INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
             SELECT 'vendor', value, new.rowid FROM json_each(new.vendor)
                 WHERE new.vendor IS NOT NULL AND type = 'text';
     END;
-    CREATE TRIGGER user_tags_delete AFTER DELETE ON users BEGIN
+    CREATE TRIGGER user_tags_delete AFTER DELETE ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         DELETE FROM user_tags WHERE user_rowid = old.rowid;
     END;
-    CREATE TRIGGER user_tags_update AFTER UPDATE OF scope, vendor ON users BEGIN
+    CREATE TRIGGER user_tags_update AFTER UPDATE OF scope, vendor ON users
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
         DELETE FROM user_tags WHERE user_rowid = old.rowid;
         INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
             SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
@@ -254,6 +262,17 @@ const MIGRATIONS: &[Migration] = &[
 "#,
     ),
 ];
+
+/// Fills `user_tags` from every user (after a bulk load, and by the migration that makes it).
+pub(crate) const FILL_USER_TAGS: &str = "
+    DELETE FROM user_tags;
+    INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+        SELECT 'scope', j.value, users.rowid FROM users, json_each(users.scope) AS j
+            WHERE j.type = 'text';
+    INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+        SELECT 'vendor', j.value, users.rowid FROM users, json_each(users.vendor) AS j
+            WHERE users.vendor IS NOT NULL AND j.type = 'text';
+";
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds
 /// addresses that differ only in case, the first created keeps the plain key and the others

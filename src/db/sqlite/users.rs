@@ -125,13 +125,13 @@ fn trigrams(pattern: &str) -> Option<String> {
     )
 }
 
-/// Whether a query needs more than the row itself to be answered well: a pattern, or a filter
-/// on the names of `scope` or `vendor`.
+/// Whether a query may match many rows or few: a pattern, or a filter other than a unique
+/// username or email (those are one index lookup).
 fn searches(q: &ListQuery) -> bool {
     q.pattern.is_some()
         || q.filters
             .iter()
-            .any(|f| matches!(f, Filter::Scope(_) | Filter::Vendor(_)))
+            .any(|f| !matches!(f, Filter::Username(_) | Filter::Email(_)))
 }
 
 /// The WHERE clause and its parameters for a query's pattern and filters, as `plan` reads.
@@ -463,6 +463,24 @@ impl Ops for Conn<'_> {
         )?;
         self.meta(key)?
             .ok_or_else(|| StoreError::other(anyhow::anyhow!("meta {key} missing after insert")))
+    }
+
+    fn bulk_begin(&mut self) -> Result<(), StoreError> {
+        self.change(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('bulk_load', '1')",
+            [],
+        )?;
+        Ok(())
+    }
+
+    fn bulk_end(&mut self) -> Result<(), StoreError> {
+        self.change("DELETE FROM meta WHERE key = 'bulk_load'", [])?;
+        self.0
+            .execute_batch("INSERT INTO users_search (users_search) VALUES ('rebuild');")
+            .map_err(classify)?;
+        self.0
+            .execute_batch(super::FILL_USER_TAGS)
+            .map_err(classify)
     }
 
     fn config_all(&mut self) -> Result<Vec<(String, String)>, StoreError> {
