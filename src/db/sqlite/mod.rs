@@ -188,36 +188,20 @@ const MIGRATIONS: &[Migration] = &[
     ) STRICT;
 "#,
     ),
-    // Searching a million users: a trigram index of usernames and emails (FTS5, without
-    // positions: it finds candidates, the LIKE of the query still decides), the names of the
-    // JSON arrays `scope` and `vendor` one per row, and an index for every sort key, each
-    // ending in the id so a deep page is read from the index alone. Triggers keep all of it
-    // in step with `users` in the transaction of every write, except inside a bulk load
-    // (`meta` key `bulk_load`, set and cleared in one import's transaction), which rebuilds
-    // both at its end.
-    Migration::Sql(
-        r#"
+    // Searching a million users: see [`SEARCH_TABLES`].
+    Migration::Rust(add_search_indexes),
+];
+
+/// A trigram index of usernames and emails (FTS5, without positions: it finds candidates, the
+/// query's LIKE still decides), the names of the JSON arrays `scope` and `vendor` one per row,
+/// and an index for every sort key, each ending in the id so a deep page is read from the
+/// index alone. [`SEARCH_TRIGGERS`] keep the first two in step with `users` in the
+/// transaction of every write.
+const SEARCH_TABLES: &str = r#"
     CREATE VIRTUAL TABLE users_search USING fts5(
         username, email, content = 'users', content_rowid = 'rowid',
         tokenize = 'trigram case_sensitive 0', detail = 'none'
     );
-    INSERT INTO users_search (users_search) VALUES ('rebuild');
-    CREATE TRIGGER users_search_insert AFTER INSERT ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
-    END;
-    CREATE TRIGGER users_search_delete AFTER DELETE ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        INSERT INTO users_search (users_search, rowid, username, email)
-            VALUES ('delete', old.rowid, old.username, old.email);
-    END;
-    CREATE TRIGGER users_search_update AFTER UPDATE OF username, email ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        INSERT INTO users_search (users_search, rowid, username, email)
-            VALUES ('delete', old.rowid, old.username, old.email);
-        INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
-    END;
-
     CREATE TABLE user_tags (
         kind       TEXT NOT NULL,
         value      TEXT NOT NULL,
@@ -225,46 +209,58 @@ const MIGRATIONS: &[Migration] = &[
         PRIMARY KEY (kind, value, user_rowid)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX user_tags_user ON user_tags (user_rowid);
-    INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-        SELECT 'scope', j.value, users.rowid FROM users, json_each(users.scope) AS j
-            WHERE j.type = 'text';
-    INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-        SELECT 'vendor', j.value, users.rowid FROM users, json_each(users.vendor) AS j
-            WHERE users.vendor IS NOT NULL AND j.type = 'text';
-    CREATE TRIGGER user_tags_insert AFTER INSERT ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-            SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
-        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-            SELECT 'vendor', value, new.rowid FROM json_each(new.vendor)
-                WHERE new.vendor IS NOT NULL AND type = 'text';
-    END;
-    CREATE TRIGGER user_tags_delete AFTER DELETE ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        DELETE FROM user_tags WHERE user_rowid = old.rowid;
-    END;
-    CREATE TRIGGER user_tags_update AFTER UPDATE OF scope, vendor ON users
-        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'bulk_load') BEGIN
-        DELETE FROM user_tags WHERE user_rowid = old.rowid;
-        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-            SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
-        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
-            SELECT 'vendor', value, new.rowid FROM json_each(new.vendor)
-                WHERE new.vendor IS NOT NULL AND type = 'text';
-    END;
-
     DROP INDEX users_created;
     CREATE INDEX users_created ON users (created, id);
     CREATE INDEX users_mtime ON users (mtime, id);
     CREATE INDEX users_plan ON users (plan, id);
     CREATE INDEX users_is_active ON users (is_active, id);
     CREATE INDEX users_vendor ON users (vendor, id);
-"#,
-    ),
-];
+"#;
 
-/// Fills `user_tags` from every user (after a bulk load, and by the migration that makes it).
-pub(crate) const FILL_USER_TAGS: &str = "
+pub(crate) const SEARCH_TRIGGERS: &str = r#"
+    CREATE TRIGGER users_search_insert AFTER INSERT ON users BEGIN
+        INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
+    END;
+    CREATE TRIGGER users_search_delete AFTER DELETE ON users BEGIN
+        INSERT INTO users_search (users_search, rowid, username, email)
+            VALUES ('delete', old.rowid, old.username, old.email);
+    END;
+    CREATE TRIGGER users_search_update AFTER UPDATE OF username, email ON users BEGIN
+        INSERT INTO users_search (users_search, rowid, username, email)
+            VALUES ('delete', old.rowid, old.username, old.email);
+        INSERT INTO users_search (rowid, username, email) VALUES (new.rowid, new.username, new.email);
+    END;
+    CREATE TRIGGER user_tags_insert AFTER INSERT ON users BEGIN
+        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+            SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
+        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+            SELECT 'vendor', value, new.rowid FROM json_each(new.vendor)
+                WHERE new.vendor IS NOT NULL AND type = 'text';
+    END;
+    CREATE TRIGGER user_tags_delete AFTER DELETE ON users BEGIN
+        DELETE FROM user_tags WHERE user_rowid = old.rowid;
+    END;
+    CREATE TRIGGER user_tags_update AFTER UPDATE OF scope, vendor ON users BEGIN
+        DELETE FROM user_tags WHERE user_rowid = old.rowid;
+        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+            SELECT 'scope', value, new.rowid FROM json_each(new.scope) WHERE type = 'text';
+        INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
+            SELECT 'vendor', value, new.rowid FROM json_each(new.vendor)
+                WHERE new.vendor IS NOT NULL AND type = 'text';
+    END;
+"#;
+
+/// A bulk load (an import's one transaction, holding the only write lock) drops the triggers:
+/// even a trigger that does nothing costs each row more than the whole rebuild afterwards.
+pub(crate) const DROP_SEARCH_TRIGGERS: &str = "
+    DROP TRIGGER users_search_insert; DROP TRIGGER users_search_delete;
+    DROP TRIGGER users_search_update; DROP TRIGGER user_tags_insert;
+    DROP TRIGGER user_tags_delete; DROP TRIGGER user_tags_update;
+";
+
+/// Brings both up to date from every user (the migration, and the end of a bulk load).
+pub(crate) const REINDEX_SEARCH: &str = "
+    INSERT INTO users_search (users_search) VALUES ('rebuild');
     DELETE FROM user_tags;
     INSERT OR IGNORE INTO user_tags (kind, value, user_rowid)
         SELECT 'scope', j.value, users.rowid FROM users, json_each(users.scope) AS j
@@ -273,6 +269,12 @@ pub(crate) const FILL_USER_TAGS: &str = "
         SELECT 'vendor', j.value, users.rowid FROM users, json_each(users.vendor) AS j
             WHERE users.vendor IS NOT NULL AND j.type = 'text';
 ";
+
+fn add_search_indexes(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(SEARCH_TABLES)?;
+    tx.execute_batch(REINDEX_SEARCH)?;
+    tx.execute_batch(SEARCH_TRIGGERS)
+}
 
 /// Fills `email_key` for existing users and makes it unique. Where an older database holds
 /// addresses that differ only in case, the first created keeps the plain key and the others

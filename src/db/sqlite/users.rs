@@ -173,8 +173,12 @@ fn where_clause(q: &ListQuery, plan: Plan) -> (String, Vec<V>) {
                 "users.rowid IN (SELECT user_rowid FROM user_tags WHERE kind = 'vendor' AND value = ?N)",
                 V::Text(s.clone()),
             ),
-            (Filter::Plan(s), _) => ("plan = ?N", V::Text(s.clone())),
-            (Filter::IsActive(b), _) => ("is_active = ?N", V::Integer(i64::from(*b))),
+            // `+column`: in a scan, SQLite must not answer the filter from its index (a
+            // common plan would read most of the table through it before the window).
+            (Filter::Plan(s), Plan::Scan) => ("+plan = ?N", V::Text(s.clone())),
+            (Filter::Plan(s), Plan::Indexed) => ("plan = ?N", V::Text(s.clone())),
+            (Filter::IsActive(b), Plan::Scan) => ("+is_active = ?N", V::Integer(i64::from(*b))),
+            (Filter::IsActive(b), Plan::Indexed) => ("is_active = ?N", V::Integer(i64::from(*b))),
             (Filter::Username(s), _) => ("username = ?N", V::Text(s.clone())),
             (Filter::Email(s), _) => ("email_key = ?N", V::Text(Email::key_of(s))),
         };
@@ -466,20 +470,15 @@ impl Ops for Conn<'_> {
     }
 
     fn bulk_begin(&mut self) -> Result<(), StoreError> {
-        self.change(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('bulk_load', '1')",
-            [],
-        )?;
-        Ok(())
+        self.0
+            .execute_batch(super::DROP_SEARCH_TRIGGERS)
+            .map_err(classify)
     }
 
     fn bulk_end(&mut self) -> Result<(), StoreError> {
-        self.change("DELETE FROM meta WHERE key = 'bulk_load'", [])?;
         self.0
-            .execute_batch("INSERT INTO users_search (users_search) VALUES ('rebuild');")
-            .map_err(classify)?;
-        self.0
-            .execute_batch(super::FILL_USER_TAGS)
+            .execute_batch(super::REINDEX_SEARCH)
+            .and_then(|()| self.0.execute_batch(super::SEARCH_TRIGGERS))
             .map_err(classify)
     }
 
