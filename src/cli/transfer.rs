@@ -281,6 +281,7 @@ pub fn import(settings: &Settings, a: ImportArgs, out: &mut dyn Write) -> CliRes
                 None => Err("the project's hash parameters are missing".into()),
             },
         }
+        .and_then(|_| writer.flush())
         .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
         writer.finish()
     })?;
@@ -849,6 +850,9 @@ fn record_fields(o: &mut Map<String, Value>, now: i64) -> Result<User, String> {
 }
 
 /// Upserts records by id in the caller's transaction; an error rolls everything back.
+/// Records are taken [`CHUNK`] at a time: one query finds which of them are stored and one
+/// statement inserts the new ones, so a database across a network is not paid a round trip
+/// per record. The outcome is the same as record by record, in the file's order.
 struct Importer<'o, 'w> {
     ops: &'o mut dyn crate::db::Ops,
     webhooks: &'w crate::settings::WebhookSettings,
@@ -859,11 +863,26 @@ struct Importer<'o, 'w> {
     /// at the end instead of with every record.
     seen: usize,
     bulk: bool,
+    /// Records read but not yet written (with their index in the file), and their ids.
+    pending: Vec<(usize, User)>,
+    pending_ids: std::collections::HashSet<UserId>,
+    /// Where `user.created` goes, read once at the first insert.
+    announce: Option<Option<String>>,
 }
 
 /// Records after which an import asks the store to index at the end (a large import is then
 /// several times faster; a small one into a large database does not pay for reindexing it).
 const BULK_FROM: usize = 20_000;
+
+/// Records written together (a few hundred kilobytes at most of users in memory).
+const CHUNK: usize = 500;
+
+fn failed(i: usize, username: &str, e: StoreError) -> String {
+    match e {
+        StoreError::Taken(_) => format!("users[{i}] ({username:?}): {e}; nothing imported"),
+        e => format!("database: {e:#}"),
+    }
+}
 
 impl<'o, 'w> Importer<'o, 'w> {
     fn new(
@@ -878,14 +897,13 @@ impl<'o, 'w> Importer<'o, 'w> {
             keep: replace.then(Vec::new),
             seen: 0,
             bulk: false,
+            pending: Vec::with_capacity(CHUNK),
+            pending_ids: std::collections::HashSet::with_capacity(CHUNK),
+            announce: None,
         }
     }
 
     fn record(&mut self, i: usize, u: User) -> Result<(), String> {
-        let at = |e: StoreError| match e {
-            StoreError::Taken(_) => format!("users[{i}] ({:?}): {e}; nothing imported", u.username),
-            e => format!("database: {e:#}"),
-        };
         self.seen += 1;
         if self.seen == BULK_FROM {
             self.ops
@@ -893,25 +911,83 @@ impl<'o, 'w> Importer<'o, 'w> {
                 .map_err(|e| format!("database: {e:#}"))?;
             self.bulk = true;
         }
-        match self.ops.find_by_id(&u.id).map_err(at)? {
-            None => {
-                self.ops.insert_user(&u).map_err(at)?;
-                crate::outbox::user_created(self.ops, self.webhooks, &u).map_err(at)?;
-                self.report.created += 1;
-            }
-            Some(stored) if stored.same_record(&u) => self.report.skipped += 1,
-            Some(_) => {
-                self.ops.replace_user(&u).map_err(at)?;
-                self.report.updated += 1;
-            }
+        // A second record with an id already waiting sees the first one written.
+        if self.pending_ids.contains(&u.id) {
+            self.flush()?;
         }
         if let Some(keep) = &mut self.keep {
             keep.push(id_bytes(&u.id));
         }
+        self.pending_ids.insert(u.id.clone());
+        self.pending.push((i, u));
+        if self.pending.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting records in order: new ones are inserted together, up to the next
+    /// record that replaces a stored user.
+    fn flush(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_ids.clear();
+        let ids: Vec<UserId> = batch.iter().map(|(_, u)| u.id.clone()).collect();
+        let stored: std::collections::HashMap<UserId, User> = self
+            .ops
+            .find_users_by_id(&ids)
+            .map_err(|e| format!("database: {e:#}"))?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect();
+        let mut new = Vec::new();
+        for (i, u) in batch {
+            match stored.get(&u.id) {
+                None => new.push((i, u)),
+                Some(s) if s.same_record(&u) => self.report.skipped += 1,
+                Some(_) => {
+                    self.insert(&mut new)?;
+                    self.ops
+                        .replace_user(&u)
+                        .map_err(|e| failed(i, &u.username, e))?;
+                    self.report.updated += 1;
+                }
+            }
+        }
+        self.insert(&mut new)
+    }
+
+    fn insert(&mut self, new: &mut Vec<(usize, User)>) -> Result<(), String> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let (at, users): (Vec<usize>, Vec<User>) = new.drain(..).unzip();
+        self.ops
+            .insert_users(&users)
+            .map_err(|(k, e)| failed(at[k], &users[k].username, e))?;
+        let target = match &self.announce {
+            Some(target) => target.clone(),
+            None => {
+                let target = crate::outbox::user_created_target(self.ops, self.webhooks)
+                    .map_err(|e| format!("database: {e:#}"))?;
+                self.announce = Some(target.clone());
+                target
+            }
+        };
+        if let Some(target) = target {
+            for (k, u) in users.iter().enumerate() {
+                crate::outbox::user_created_to(self.ops, self.webhooks, &target, u)
+                    .map_err(|e| failed(at[k], &u.username, e))?;
+            }
+        }
+        self.report.created += users.len();
         Ok(())
     }
 
     fn finish(mut self) -> CliResult<ImportReport> {
+        self.flush().map_err(CliError::failure)?;
         if let Some(keep) = self.keep.take() {
             let mut ids = keep.iter().filter_map(|b| {
                 let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();

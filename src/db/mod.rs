@@ -186,6 +186,28 @@ pub trait Ops {
     /// The earliest time a pending message is due, if any is.
     fn outbox_next_due(&mut self) -> Result<Option<i64>, StoreError>;
 
+    /// The stored users among `ids`, in any order: one query where the backend is across a
+    /// network (an import asks for its records a chunk at a time).
+    fn find_users_by_id(&mut self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(user) = self.find_user(Lookup::Id(id))? {
+                found.push(user);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Inserts `users` in order, each as [`Ops::insert_user`] would, in one statement where
+    /// the backend is across a network. On failure: the index of the first user that could
+    /// not be inserted and why; the caller then rolls the transaction back.
+    fn insert_users(&mut self, users: &[User]) -> Result<(), (usize, StoreError)> {
+        for (i, user) in users.iter().enumerate() {
+            self.insert_user(user).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
     /// Makes the rest of this transaction wait for any other process doing the same (the
     /// declared users, applied by replicas starting at once). SQLite's write transactions
     /// already take the one write lock: nothing more to do there.

@@ -28,26 +28,44 @@ pub fn user_created(
     settings: &WebhookSettings,
     user: &User,
 ) -> Result<bool, StoreError> {
-    let target = match ops.config_get(WEBHOOK_USER_CREATED)? {
-        Some(stored) => (!stored.is_empty()).then_some(stored),
-        None => settings.user_created.clone(),
-    };
-    let Some(target) = target else {
+    let Some(target) = user_created_target(ops, settings)? else {
         return Ok(false);
     };
+    user_created_to(ops, settings, &target, user)?;
+    Ok(true)
+}
+
+/// Where `user.created` goes now (stored key, else `webhooks.user_created`), if anywhere: read
+/// once by a caller that creates many users in one transaction.
+pub fn user_created_target(
+    ops: &mut dyn Ops,
+    settings: &WebhookSettings,
+) -> Result<Option<String>, StoreError> {
+    Ok(match ops.config_get(WEBHOOK_USER_CREATED)? {
+        Some(stored) => (!stored.is_empty()).then_some(stored),
+        None => settings.user_created.clone(),
+    })
+}
+
+/// Records the `user.created` webhook of `user` for `target`, in `ops`' transaction.
+pub fn user_created_to(
+    ops: &mut dyn Ops,
+    settings: &WebhookSettings,
+    target: &str,
+    user: &User,
+) -> Result<(), StoreError> {
     let body = json!({ "event": USER_CREATED, "user": user.public() });
     let now = now_ms();
     ops.outbox_add(&Message {
         id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
         event: USER_CREATED.into(),
-        target,
+        target: target.to_owned(),
         body: body.to_string(),
         created: now,
         attempts: 0,
         give_up_at: now.saturating_add((settings.give_up_after.0 as i64).saturating_mul(1000)),
         state: "pending".into(),
-    })?;
-    Ok(true)
+    })
 }
 
 /// A forgot-password request of a known address, to be delivered.

@@ -227,6 +227,27 @@ fn a_bad_record_is_named_and_nothing_is_imported() {
         "{err}"
     );
     assert_eq!(place.user_count(), 1);
+
+    // Records are written a few hundred at a time: a clash in a later batch is still named,
+    // and the batches before it are rolled back too.
+    place.ok(&[
+        "users",
+        "add",
+        "user1100",
+        "--email",
+        "u1100@example.com",
+        "--password",
+        "abc321",
+    ]);
+    place.write("clash.json", &document((3..1200).map(record).collect()));
+    let out = place.run(&["users", "import", "clash.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("users[1097] (\"user1100\"): Username already taken"),
+        "{err}"
+    );
+    assert_eq!(place.user_count(), 2);
 }
 
 #[test]

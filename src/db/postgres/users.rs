@@ -73,6 +73,83 @@ fn values(user: &User) -> Result<Vec<Param>, StoreError> {
     ])
 }
 
+/// Users' fields as one array per column, in the order of [`values`].
+struct Columns {
+    id: Vec<String>,
+    username: Vec<String>,
+    email: Vec<String>,
+    password_hash: Vec<String>,
+    is_active: Vec<bool>,
+    scope: Vec<String>,
+    plan: Vec<String>,
+    vendor: Vec<Option<String>>,
+    metadata: Vec<String>,
+    created: Vec<i64>,
+    mtime: Vec<i64>,
+    tokens_since: Vec<i64>,
+    email_key: Vec<String>,
+}
+
+impl Columns {
+    fn of(users: &[User]) -> Result<Self, StoreError> {
+        let n = users.len();
+        let mut c = Self {
+            id: Vec::with_capacity(n),
+            username: Vec::with_capacity(n),
+            email: Vec::with_capacity(n),
+            password_hash: Vec::with_capacity(n),
+            is_active: Vec::with_capacity(n),
+            scope: Vec::with_capacity(n),
+            plan: Vec::with_capacity(n),
+            vendor: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            mtime: Vec::with_capacity(n),
+            tokens_since: Vec::with_capacity(n),
+            email_key: Vec::with_capacity(n),
+        };
+        for u in users {
+            c.id.push(u.id.as_str().to_owned());
+            c.username.push(u.username.clone());
+            c.email.push(u.email.clone());
+            c.password_hash.push(u.password_hash.0.clone());
+            c.is_active.push(u.is_active);
+            c.scope
+                .push(serde_json::to_string(&u.scope).map_err(StoreError::other)?);
+            c.plan.push(u.plan.clone());
+            c.vendor.push(match &u.vendor {
+                None => None,
+                Some(v) => Some(serde_json::to_string(v).map_err(StoreError::other)?),
+            });
+            c.metadata
+                .push(serde_json::to_string(&u.metadata).map_err(StoreError::other)?);
+            c.created.push(u.created);
+            c.mtime.push(u.mtime);
+            c.tokens_since.push(u.tokens_since);
+            c.email_key.push(Email::key_of(&u.email));
+        }
+        Ok(c)
+    }
+
+    fn refs(&self) -> [&(dyn ToSql + Sync); 13] {
+        [
+            &self.id,
+            &self.username,
+            &self.email,
+            &self.password_hash,
+            &self.is_active,
+            &self.scope,
+            &self.plan,
+            &self.vendor,
+            &self.metadata,
+            &self.created,
+            &self.mtime,
+            &self.tokens_since,
+            &self.email_key,
+        ]
+    }
+}
+
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
@@ -195,6 +272,60 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
             &refs(&values),
         )?;
         Ok(())
+    }
+
+    fn find_users_by_id(&mut self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(UserId::as_str).collect();
+        self.rows(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = ANY($1)"),
+            &[&ids],
+        )?
+        .iter()
+        .map(from_row)
+        .collect()
+    }
+
+    /// One `INSERT … SELECT FROM UNNEST` of column arrays under a savepoint; when a name is
+    /// taken, back to the savepoint and one at a time, to say which user it was.
+    fn insert_users(&mut self, users: &[User]) -> Result<(), (usize, StoreError)> {
+        let one_by_one = |this: &mut Self| {
+            for (i, user) in users.iter().enumerate() {
+                this.insert_user(user).map_err(|e| (i, e))?;
+            }
+            Ok(())
+        };
+        if users.len() < 2 {
+            return one_by_one(self);
+        }
+        let columns = Columns::of(users).map_err(|e| (0, e))?;
+        let whole = |e: StoreError| (0, e);
+        self.client
+            .batch_execute("SAVEPOINT insert_users")
+            .map_err(|e| whole(e.into()))?;
+        let inserted = self.change(
+            &format!(
+                "INSERT INTO users ({COLUMNS}, email_key)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[],
+                     $5::BOOLEAN[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[],
+                     $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[])"
+            ),
+            &columns.refs(),
+        );
+        match inserted {
+            Ok(_) => self
+                .client
+                .batch_execute("RELEASE SAVEPOINT insert_users")
+                .map_err(|e| whole(e.into())),
+            Err(StoreError::Taken(_)) => {
+                self.client
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT insert_users; RELEASE SAVEPOINT insert_users",
+                    )
+                    .map_err(|e| whole(e.into()))?;
+                one_by_one(self)
+            }
+            Err(e) => Err(whole(e)),
+        }
     }
 
     fn replace_user(&mut self, user: &User) -> Result<bool, StoreError> {
