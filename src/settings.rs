@@ -224,6 +224,10 @@ pub struct DatabaseSettings {
     pub connect_timeout: Timespan,
     /// PostgreSQL: the longest one statement may run before it is cancelled (answered 503).
     pub statement_timeout: Timespan,
+    /// SQLite: MiB that all connections' page caches may hold together (SQLite's soft heap
+    /// limit, process-wide); past it, cached pages are reused rather than added, so memory
+    /// stays flat as the database grows. 0: no limit (2 MiB per connection).
+    pub cache_mib: u32,
 }
 
 impl Default for DatabaseSettings {
@@ -234,6 +238,7 @@ impl Default for DatabaseSettings {
             pool_size: 8,
             connect_timeout: Timespan(5),
             statement_timeout: Timespan(10),
+            cache_mib: 8,
         }
     }
 }

@@ -313,6 +313,20 @@ fn tune(conn: &mut Connection) -> rusqlite::Result<()> {
     watch::count_commits(conn)
 }
 
+/// SQLite's soft heap limit is one figure for the whole process: every connection's page
+/// cache reuses its least recently used pages once SQLite's memory reaches it.
+fn limit_caches(mib: u32) {
+    let bytes = i64::from(mib) << 20;
+    let set = Connection::open_in_memory().and_then(|c| {
+        c.query_row(&format!("PRAGMA soft_heap_limit = {bytes}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    if let Err(e) = set {
+        log::warn!("cannot limit SQLite's page caches to {mib} MiB: {e}");
+    }
+}
+
 fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     let pool = if settings.is_memory() {
         // One connection holds the in-memory database for the life of the process: every
@@ -328,6 +342,7 @@ fn open_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         create_private(path)?;
         tighten_mode(path);
         let manager = SqliteConnectionManager::file(path).with_init(tune);
+        limit_caches(settings.cache_mib);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
@@ -461,6 +476,16 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::db::Ops;
+
+    #[test]
+    fn the_page_caches_share_one_limit() {
+        limit_caches(8);
+        let c = Connection::open_in_memory().unwrap();
+        let limit: i64 = c
+            .query_row("PRAGMA soft_heap_limit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limit, 8 << 20);
+    }
 
     #[test]
     fn processes_opening_a_new_file_at_once_migrate_it_once() {
