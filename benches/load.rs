@@ -7,8 +7,10 @@
 //! numbers measured seconds apart cancels most of what other processes do to both.
 //!
 //! Knobs (environment): `BENCH_RUNS` (default 5), `BENCH_SECS` seconds per load (default 3),
-//! `BENCH_USERS` stored users (default 100000), `BENCH_NO_WRITE=1` to leave docs/bench.svg
-//! and the table in docs/bench.md alone.
+//! `BENCH_USERS` stored users (default 1000000), `BENCH_NO_PEERS=1` to skip the Firebase Auth
+//! Emulator and json-server-auth (`benches/support/peers.rs`), `BENCH_NO_POSTGRES=1` to skip
+//! PostgreSQL, `BENCH_NO_WRITE=1` to leave docs/bench.svg, docs/peers.svg and the table in
+//! docs/bench.md alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -18,6 +20,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/search.rs"]
+mod search;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_appmixer-auth");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -37,7 +44,7 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported and not needed.
     let runs: usize = env_or("BENCH_RUNS", 5);
     let secs: u64 = env_or("BENCH_SECS", 3);
-    let users: usize = env_or("BENCH_USERS", 100_000);
+    let users: usize = env_or("BENCH_USERS", 1_000_000);
     let write_files = std::env::var("BENCH_NO_WRITE").is_err();
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("the benchmark needs wrk: apt-get install -y wrk");
@@ -84,6 +91,25 @@ fn main() {
         None
     };
 
+    // Admin searches over the stored users, and what keeping their indexes costs a sign-up.
+    eprintln!("bench: admin searches over {users} users");
+    let searches = {
+        let server = Server::start(work, &config, &big_db, &[]);
+        let token = sign_in(server.addr, "user000000@bench.test");
+        search::rows("SQLite", users, &search::measure(server.addr, &token, users))
+    };
+    eprintln!("bench: sign-ups with and without the search indexes");
+    let index_cost = index_cost(work, &config, secs);
+
+    // The Firebase Auth Emulator and json-server-auth beside this server, one procedure for
+    // the three (`BENCH_NO_PEERS=1` skips them; npm installs them on the first run).
+    let peers = if std::env::var("BENCH_NO_PEERS").is_err() {
+        eprintln!("bench: the Firebase Auth Emulator and json-server-auth beside this server");
+        Some(peers::measure(Path::new(REPO), Path::new(SERVER), work, secs))
+    } else {
+        None
+    };
+
     // PostgreSQL: the same figures on one database, and two replicas on it, once.
     let postgres = if std::env::var("BENCH_NO_POSTGRES").is_err() && has_import() {
         postgres_rows(work, &config, users, &hash, secs, &all, cores)
@@ -97,19 +123,29 @@ fn main() {
         today()
     );
     let mut table = report.table();
+    table.push_str(&index_cost);
+    table.push_str(&searches);
     if let Some(rows) = &moving {
         table.push_str(rows);
     }
     if let Some(rows) = &postgres {
         table.push_str(rows);
     }
+    if let Some(figs) = &peers {
+        table.push('\n');
+        table.push_str(&peers::table(figs));
+    }
     println!("\n{machine_line}\n\n{table}");
     if write_files {
         let docs = Path::new(REPO).join("docs");
         std::fs::create_dir_all(&docs).expect("docs dir");
         std::fs::write(docs.join("bench.svg"), report.svg(&machine_line)).expect("write svg");
+        if let Some(figs) = &peers {
+            std::fs::write(docs.join("peers.svg"), peers::svg(figs, &machine_line))
+                .expect("write peers svg");
+        }
         update_table(&docs.join("bench.md"), &machine_line, &table);
-        eprintln!("bench: wrote docs/bench.svg and the table of docs/bench.md");
+        eprintln!("bench: wrote docs/bench.svg, docs/peers.svg and the table of docs/bench.md");
     }
 }
 
@@ -511,6 +547,70 @@ fn import(work: &Path, config: &Path, db: &Path, file: &Path) {
     );
 }
 
+/// A seeded user's token (every seeded user has [`PASSWORD`]).
+fn sign_in(addr: SocketAddr, username: &str) -> String {
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/user/auth",
+        &[],
+        Some(&format!(
+            r#"{{"username":"{username}","password":"{PASSWORD}"}}"#
+        )),
+    );
+    assert_eq!(status, 200, "sign-in of {username}: {body}");
+    json_string(&body, "token").expect("token in sign-in answer")
+}
+
+/// The search indexes' cost in writes: `POST /user` at bcrypt cost 4 (so the database, not
+/// bcrypt, is most of each request) on an empty database as it is, and on one without the
+/// search triggers and the sort-key indexes (the schema before them), alternated twice.
+fn index_cost(work: &Path, config: &Path, secs: u64) -> String {
+    let with = work.join("index-with.db");
+    let without = work.join("index-without.db");
+    for db in [&with, &without] {
+        drop(Server::start(work, config, db, &[]));
+    }
+    let conn = rusqlite::Connection::open(&without).expect("open the database");
+    conn.execute_batch(
+        "DROP TRIGGER users_search_insert; DROP TRIGGER users_search_delete;
+         DROP TRIGGER users_search_update; DROP TRIGGER user_tags_insert;
+         DROP TRIGGER user_tags_delete; DROP TRIGGER user_tags_update;
+         DROP INDEX users_mtime; DROP INDEX users_plan; DROP INDEX users_is_active;
+         DROP INDEX users_vendor;",
+    )
+    .expect("drop the search triggers and sort indexes");
+    drop(conn);
+    let cost4 = [("APPMIXER_AUTH__BCRYPT_COST", "4")];
+    let d = Duration::from_secs(secs);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let indexed = round % 2 == (round / 2) % 2;
+        let db = if indexed { &with } else { &without };
+        let server = Server::start(work, config, db, &cost4);
+        let tag = format!("ix{round}");
+        let w = wrk(
+            server.addr,
+            "/user",
+            "create_user.lua",
+            HASH_CONNS,
+            d,
+            &[("BENCH_TAG", tag.as_str()), ("BENCH_PASSWORD", PASSWORD)],
+        );
+        server.wait_idle();
+        if indexed { &mut on } else { &mut off }.push(w.rps());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ratio = mean(&on) / mean(&off);
+    format!(
+        "| `POST /user` at cost 4, 16 connections: with the search indexes / without (two each, alternated; {} and {} against {} and {} req/s) | — | {ratio:.2} | once |  |\n",
+        group(on[0]),
+        group(on[1]),
+        group(off[0]),
+        group(off[1]),
+    )
+}
+
 /// Fills `db` with `n` users (`user000000@bench.test` …, all with `PASSWORD`).
 fn seed(work: &Path, config: &Path, db: &Path, n: usize, hash: &str) -> &'static str {
     if has_import() {
@@ -535,9 +635,18 @@ fn write_import_json(path: &Path, n: usize, prefix: &str, hash: &str) {
             out.push_str(",\n");
         }
         let name = format!("{prefix}{i:06}@bench.test");
+        // For the admin searches: one user in 1 000 an admin, one in 100 on plan `pro`, one
+        // creation second each.
+        let scope = if i % 1000 == 0 {
+            r#"["user","admin"]"#
+        } else {
+            r#"["user"]"#
+        };
+        let plan = if i % 100 == 1 { "pro" } else { "free" };
+        let created = now + i as i64 * 1000;
         write!(
             out,
-            r#"{{"id":"{}","username":"{name}","email":"{name}","passwordHash":"{hash}","isActive":false,"scope":["user"],"plan":"free","vendor":null,"metadata":{{}},"created":{now},"mtime":{now}}}"#,
+            r#"{{"id":"{}","username":"{name}","email":"{name}","passwordHash":"{hash}","isActive":false,"scope":{scope},"plan":"{plan}","vendor":null,"metadata":{{}},"created":{created},"mtime":{created}}}"#,
             object_id(prefix, i)
         )
         .expect("format");
@@ -1479,6 +1588,7 @@ fn postgres_rows(
     );
     let on_b = on_b.finish();
     drop(b);
+    let searched = search::measure(a.addr, &token, users);
     drop(a);
 
     let median_of = |f: &dyn Fn(&Run) -> f64| {
@@ -1524,5 +1634,6 @@ fn postgres_rows(
         "| PostgreSQL: failed requests in these loads | 0 | {errors} | once | {} |\n",
         verdict(errors == 0)
     ));
+    rows.push_str(&search::rows("PostgreSQL", users, &searched));
     Some(rows)
 }

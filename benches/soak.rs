@@ -10,7 +10,8 @@
 //! request errs, a sign-up is not announced, resident memory passes 64 MiB or grows by more
 //! than 5 % over the second half, file descriptors grow, or a route's p99 doubles from the
 //! first minute to the last. `SOAK_NO_WRITE=1` leaves docs/bench.md alone; otherwise the table
-//! goes between its `soak:` markers. Not part of `./test.sh`.
+//! goes between its `soak:` markers. `SOAK_SERVER_ENV` adds `NAME=value` pairs to the
+//! server's environment. Not part of `./test.sh`.
 
 // A benchmark program: it panics on the unexpected, that is how it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -447,6 +448,14 @@ fn server_command(work: &Path) -> Command {
         .env("APPMIXER_AUTH__BCRYPT_COST", "10")
         // Sign-ins come from one address at a steady rate; the limit is not what is measured.
         .env("APPMIXER_AUTH__MAX_FAILED_ATTEMPTS", "0");
+    // `SOAK_SERVER_ENV="APPMIXER_DATABASE__CACHE_MIB=2 MALLOC_ARENA_MAX=2"`: to try a setting.
+    if let Ok(extra) = std::env::var("SOAK_SERVER_ENV") {
+        for pair in extra.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+    }
     cmd
 }
 
