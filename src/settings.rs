@@ -733,6 +733,12 @@ impl Settings {
         Ok(())
     }
 
+    /// Blocking threads a runtime needs at most: one per pooled connection (store calls) and
+    /// one per hash slot; more would only wait.
+    pub fn blocking_threads(&self) -> usize {
+        self.database.pool_size as usize + self.hash_concurrency()
+    }
+
     /// Hash slots: the setting, or the number of cores.
     pub fn hash_concurrency(&self) -> usize {
         match self.auth.hash_concurrency {

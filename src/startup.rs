@@ -33,6 +33,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {host}:{}", settings.server.port))?;
         let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
+        let blocking_threads = settings.blocking_threads();
         // Opening the database blocks (and PostgreSQL's client may not block on a runtime).
         let state = web::Data::new(crate::db::Store::off_runtime(|| AppState::new(settings))??);
         let data = state.clone();
@@ -60,6 +61,11 @@ impl Application {
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
         .shutdown_timeout(10)
+        // Blocking work is store calls (at most one per pooled connection does anything) and
+        // hashes (at most one per slot): more threads than that only wait, and every thread
+        // that came and went left its malloc arena a little more fragmented (the soak
+        // benchmark's memory grew while actix's default of 512 threads per worker allowed 78).
+        .worker_max_blocking_threads(blocking_threads)
         // Ctrl-C stops as gently as SIGTERM: actix's own handler makes SIGINT a forced stop
         // that drops the requests in flight.
         .shutdown_signal(stop_signal());
