@@ -512,6 +512,14 @@ impl<C: GenericClient> Ops for Conn<'_, C> {
             .ok_or_else(|| StoreError::other(anyhow::anyhow!("meta {key} missing after insert")))
     }
 
+    /// After many rows, the planner's figures are out of date until autovacuum comes by:
+    /// refreshed here, in the import's transaction (which ANALYZE sees), so the first search
+    /// after a large import already picks the indexes.
+    fn bulk_end(&mut self) -> Result<(), StoreError> {
+        self.client.batch_execute("ANALYZE users")?;
+        Ok(())
+    }
+
     fn lock_exclusive(&mut self) -> Result<(), StoreError> {
         self.change("SELECT pg_advisory_xact_lock($1)", &[&super::LOCK_MIGRATE])?;
         Ok(())
