@@ -365,6 +365,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX users_is_active ON users (is_active, id COLLATE "C");
     CREATE INDEX users_vendor ON users (vendor COLLATE "C", id COLLATE "C");
 "#,
+    // One trigram index over username and email together, joined by a newline, not one each:
+    // a pattern that matches few users (`user99999` of a million) took two index scans of
+    // about 10 ms, one per column, where it now takes one (see `where_clause` in users.rs).
+    // ANALYZE gives the planner the new expression's figures at once, or a common pattern is
+    // planned as a rare one until autovacuum comes by.
+    r#"
+    CREATE INDEX users_names_trgm ON users USING gin ((username || E'\n' || email) gin_trgm_ops);
+    DROP INDEX users_username_trgm;
+    DROP INDEX users_email_trgm;
+    ANALYZE users;
+"#,
 ];
 
 /// Makes a new, empty schema on the server at `url` and answers a URL whose connections use
