@@ -7,7 +7,8 @@
 //! numbers measured seconds apart cancels most of what other processes do to both.
 //!
 //! Knobs (environment): `BENCH_RUNS` (default 5), `BENCH_SECS` seconds per load (default 3),
-//! `BENCH_USERS` stored users (default 1000000), `BENCH_NO_PEERS=1` to skip the Firebase Auth
+//! `BENCH_USERS` stored users (default 1000000), `BENCH_MOVE_USERS` users moved by
+//! `users import`/`export` (default 1000000, 0 skips), `BENCH_NO_PEERS=1` to skip the Firebase Auth
 //! Emulator and json-server-auth (`benches/support/peers.rs`), `BENCH_NO_POSTGRES=1` to skip
 //! PostgreSQL, `BENCH_NO_WRITE=1` to leave docs/bench.svg, docs/peers.svg and the table in
 //! docs/bench.md alone.
@@ -96,7 +97,11 @@ fn main() {
     let searches = {
         let server = Server::start(work, &config, &big_db, &[]);
         let token = sign_in(server.addr, "user000000@bench.test");
-        search::rows("SQLite", users, &search::measure(server.addr, &token, users))
+        search::rows(
+            "SQLite",
+            users,
+            &search::measure(server.addr, &token, users),
+        )
     };
     eprintln!("bench: sign-ups with and without the search indexes");
     let index_cost = index_cost(work, &config, secs);
@@ -105,7 +110,12 @@ fn main() {
     // the three (`BENCH_NO_PEERS=1` skips them; npm installs them on the first run).
     let peers = if std::env::var("BENCH_NO_PEERS").is_err() {
         eprintln!("bench: the Firebase Auth Emulator and json-server-auth beside this server");
-        Some(peers::measure(Path::new(REPO), Path::new(SERVER), work, secs))
+        Some(peers::measure(
+            Path::new(REPO),
+            Path::new(SERVER),
+            work,
+            secs,
+        ))
     } else {
         None
     };

@@ -1157,10 +1157,16 @@ pub fn svg(figs: &[Figures], caption: &str) -> String {
     const BAR_H: f64 = 16.0;
     const BAR_GAP: f64 = 5.0;
     let mut body = String::new();
-    let mut y = 34.0;
+    let mut y = 30.0;
     let _ = writeln!(
         body,
-        r#"<text x="20" y="{y}" font-size="17" font-weight="bold">{}</text>"#,
+        r#"<text x="20" y="{y}" font-size="17" font-weight="bold">appmixer-auth beside the Firebase Auth Emulator and json-server-auth</text>"#
+    );
+    // The machine line: small, as under the load chart.
+    y += 18.0;
+    let _ = writeln!(
+        body,
+        r##"<text x="20" y="{y}" font-size="10" fill="#555">{}</text>"##,
         xml(caption)
     );
     // The legend, wrapped at the right edge.
